@@ -23,8 +23,16 @@ class MathtuneError(Exception):
 
 def closest(name: str, choices: Iterable[str]) -> str | None:
     """The closest valid name to a misspelt one, or None when nothing is close."""
-    matches = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.5)
-    return matches[0] if matches else None
+    # Score against the whole name and against its prefix of the same length, so a short,
+    # misspelt prefix ("smolm2") still finds "smollm2-135m-instruct".
+    def score(choice: str) -> float:
+        whole = difflib.SequenceMatcher(None, name, choice).ratio()
+        prefix = difflib.SequenceMatcher(None, name, choice[: len(name)]).ratio()
+        return max(whole, prefix)
+
+    scored = [(score(c), c) for c in choices]
+    best = max(scored, default=(0.0, ""))
+    return best[1] if best[0] >= 0.6 else None
 
 
 def unknown_name_error(kind: str, name: str, choices: Iterable[str], hint: str = "") -> MathtuneError:

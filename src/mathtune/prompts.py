@@ -35,6 +35,10 @@ class PromptStyle:
     stop_strings: tuple[str, ...] = ()
     fewshot_separator: str = "\n\n"
 
+    def _fill(self, problem: str) -> str:
+        # Plain substitution, not str.format: templates contain LaTeX braces such as \boxed{}.
+        return self.template.replace("{problem}", problem.strip())
+
     def render(
         self,
         problem: str,
@@ -53,12 +57,12 @@ class PromptStyle:
             if system:
                 messages.append({"role": "system", "content": system})
             for q, a in fewshot:
-                messages.append({"role": "user", "content": self.template.format(problem=q)})
+                messages.append({"role": "user", "content": self._fill(q)})
                 messages.append({"role": "assistant", "content": a})
-            messages.append({"role": "user", "content": self.template.format(problem=problem)})
+            messages.append({"role": "user", "content": self._fill(problem)})
             return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        shots = [self.template.format(problem=q) + " " + a.strip() for q, a in fewshot]
-        prompt = self.template.format(problem=problem)
+        shots = [self._fill(q) + " " + a.strip() for q, a in fewshot]
+        prompt = self._fill(problem)
         return self.fewshot_separator.join([*shots, prompt]) if shots else prompt
 
     def completion(self, solution: str, answer: str | None = None) -> str:

@@ -1,0 +1,59 @@
+"""CLI contract: user errors are one clear line on stderr, exit 2, never a traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from mathtune.cli import main
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str]:
+    code = main(list(argv))
+    return code, capsys.readouterr().err
+
+
+def assert_one_clear_error(code: int, err: str, *needles: str) -> None:
+    assert code == 2
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert lines[0].startswith("mathtune: error: ")
+    assert len(lines) <= 2  # the error, and at most a hint
+    for n in needles:
+        assert n in err
+
+
+def test_unknown_model(capsys):
+    code, err = run_cli(capsys, "solve", "--model", "smolm2", "1+1")
+    assert_one_clear_error(code, err, "unknown model 'smolm2'", "did you mean")
+
+
+def test_missing_local_directory(capsys, tmp_path):
+    code, err = run_cli(capsys, "solve", "--model", str(tmp_path / "missing"), "1+1")
+    assert_one_clear_error(code, err, "model directory not found")
+
+
+def test_hub_id_while_offline(capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    code, err = run_cli(capsys, "solve", "--model", "Qwen/Qwen2.5-Math-1.5B", "1+1")
+    assert_one_clear_error(code, err, "cannot download 'Qwen/Qwen2.5-Math-1.5B'", "HF_HUB_OFFLINE")
+
+
+def test_no_problem_given(capsys):
+    code, err = run_cli(capsys, "solve", "--file", "/nonexistent/problems.txt")
+    assert_one_clear_error(code, err, "problem file not found")
+
+
+def test_help_lists_every_stage():
+    out = subprocess.run([sys.executable, "-m", "mathtune.cli", "--help"], capture_output=True, text=True).stdout
+    for cmd in ("models", "pull", "solve"):
+        assert cmd in out
+
+
+@pytest.mark.parametrize("argv", [["pull", "no-such-model"]])
+def test_pull_unknown(capsys, argv):
+    code, err = run_cli(capsys, *argv)
+    assert_one_clear_error(code, err, "unknown model 'no-such-model'")

