@@ -1,0 +1,319 @@
+"""String-level normalisation of answers, and the pure-Python number reader (the fast path).
+
+`clean()` turns an extracted answer into a canonical LaTeX-ish string: math delimiters, `$`,
+`\\left`/`\\right`, spacing commands, `\\dfrac`/`\\tfrac`, degrees, thousands separators
+(`1,234`, `1{,}234`, `1,\\!234`), `\\text{}` units and trailing words ("18 apples") go; `\\frac12`
+and `\\sqrt3` get their braces. `parse_number()` reads the common number shapes exactly as a
+`Fraction` (integers, decimals, scientific notation, `a\\times10^{b}`, `\\frac{a}{b}`, `a/b`,
+mixed numbers `2\\frac12`, repeating decimals `0.\\overline{3}`, a trailing `%`) with no sympy.
+
+Numeric policy (see `numbers_equal`):
+  * exact rational comparison: 0.5 == 1/2 == 50% (value reading), 5 != 0.05, 5 != 500;
+  * a percentage may be read with or without its `%`: gold 5 accepts "5%", gold 0.05 accepts
+    "5%"; a bare number is never rescaled, so gold 5 rejects "0.05" and "500";
+  * tolerance only for genuinely inexact values: a decimal literal compared with a value that
+    has no terminating decimal (1/3, 2/7) matches within relative 1e-6 (or when it is that value
+    correctly rounded to >= 6 significant digits). Two decimals or terminating values: exact.
+
+Try it:  python -c "from mathtune.grading.normalize import clean; print(clean(r'\\$1{,}234.00'))"
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from fractions import Fraction
+
+from .extract import match_brace
+
+MAX_DIGITS = 4000  # int(str) over ~4300 digits raises in Python >= 3.11; stay well below
+MAX_EXP10 = 400  # largest |e| we expand in 1e{e} / 10^{e} on the fast path
+
+_UNICODE = {
+    "\u2212": "-", "\u2013": "-", "\u00d7": "\\times ", "\u00b7": "\\cdot ", "\u03c0": "\\pi ",
+    "\u221a": "\\sqrt", "\u221e": "\\infty ", "\u2264": "\\le ", "\u2265": "\\ge ", "\u222a": "\\cup ",
+    "\u00b0": "^\\circ", "\u2260": "\\ne ", "\u00a0": " ", "\u2009": " ", "\u202f": " ",
+}
+_PLAIN = re.compile(r"[-+]?\$?\s?[\d,.]*\d[\d,.]*%?")
+_SIZING = re.compile(r"\\(?:left|right|[bB]igg?[lr]?|middle)(?![A-Za-z])\s*\.?")
+_SPACING = re.compile(r"(?<!\\)\\[!,;:> ]|\\q?quad(?![A-Za-z])|\\hspace\*?\{[^{}]*\}|~")
+_TEXTLIKE = re.compile(r"\\(?:textbf|textit|textrm|textnormal|textsf|texttt|mbox|mathrm|mathbf|mathit|mathsf|emph|operatorname\*?|hbox)\s*\{")
+_BOXLIKE = re.compile(r"\\(?:boxed|fbox)\s*\{")
+_DROP = re.compile(r"\\(?:displaystyle|textstyle|scriptstyle|limits|nolimits|!)(?![A-Za-z])")
+_DEGREE = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|\\circ(?![A-Za-z])|\\degree(?![A-Za-z])")
+_UNIT_TEXT = re.compile(r"\s*\\text\s*\{[^{}]*\}(?:\s*\^\s*\{?\s*[23]\s*\}?)?\s*$")
+_TRAIL_WORDS = re.compile(
+    r"^(?P<num>[-+]?(?:\d[\d,]*(?:\.\d+)?(?:/\d+)?|\.\d+)(?:\\%|%)?)\s*(?P<unit>[A-Za-z][A-Za-z .']*?)(?:\^\{?[23]\}?)?\.?$"
+)
+_KEEP_WORDS = {"pi", "i", "e", "sqrt", "infty", "and", "or", "x", "y", "z", "n", "k", "a", "b", "c"}
+_UNIT_WORDS = re.compile(
+    r"^(?:degrees?|deg|units?|square|sq|cubic|cm|mm|km|m|meters?|metres?|inches|inch|in|feet|foot|ft|yards?|"
+    r"miles?|mph|hours?|hrs?|minutes?|mins?|seconds?|secs?|days?|weeks?|months?|years?|dollars?|cents?|"
+    r"pounds?|lbs?|ounces?|oz|grams?|g|kg|liters?|litres?|ml|gallons?|cups?|percent|points?|students?|"
+    r"people|persons?|apples?|eggs?|books?|pages?|cookies?|marbles?|pieces?|times|ways|items?)$",
+    re.IGNORECASE,
+)
+
+
+def _unwrap_command(s: str, pattern: re.Pattern[str], keep: str) -> str:
+    """Replace `\\cmd{X}` (matched by `pattern` up to its `{`) with keep.format(X)."""
+    out: list[str] = []
+    pos = 0
+    for _ in range(200):
+        m = pattern.search(s, pos)
+        if not m:
+            break
+        close = _match(s, m.end() - 1)
+        if close < 0:
+            break
+        out.append(s[pos : m.start()] + keep.format(s[m.end() : close]))
+        pos = close + 1
+    out.append(s[pos:])
+    return "".join(out)
+
+
+def _match(s: str, open_pos: int) -> int:
+    return match_brace(s, open_pos)
+
+
+def _fix_short_args(s: str) -> str:
+    r"""`\frac12` -> `\frac{1}{2}`, `\frac1{x}`, `\frac{x}2`, `\sqrt3` -> `\sqrt{3}`."""
+    s = re.sub(r"\\frac\s*(\d)\s*(\d)", r"\\frac{\1}{\2}", s)
+    s = re.sub(r"\\frac\s*([0-9A-Za-z])\s*\{", r"\\frac{\1}{", s)
+    s = re.sub(r"\\frac\s*(\{[^{}]*\})\s*([0-9A-Za-z])", r"\\frac\1{\2}", s)
+    s = re.sub(r"\\sqrt\s*([0-9A-Za-z])", r"\\sqrt{\1}", s)
+    return s
+
+
+def _strip_outer_braces(s: str) -> str:
+    """"{{x}}" -> "x" in one linear pass (peels only braces that wrap the whole string)."""
+    lead = len(s) - len(s.lstrip("{"))
+    if lead == 0:
+        return s
+    closes: dict[int, int] = {}
+    stack: list[int] = []
+    for i, c in enumerate(s):
+        if c == "{" and (i == 0 or s[i - 1] != "\\"):
+            stack.append(i)
+        elif c == "}" and (i == 0 or s[i - 1] != "\\") and stack:
+            j = stack.pop()
+            if j < lead:
+                closes[j] = i
+    peel = 0
+    while peel < lead and closes.get(peel) == len(s) - 1 - peel:
+        peel += 1
+    return s[peel : len(s) - peel].strip() if peel else s
+
+
+def _strip_units(s: str) -> str:
+    """Drop a trailing `\\text{ units}` or plain unit words after a number ("18 apples")."""
+    for _ in range(3):
+        t = _UNIT_TEXT.sub("", s)
+        if not t.strip() or t == s:
+            break
+        s = t.strip()
+    m = _TRAIL_WORDS.match(s)
+    if m:
+        words = m.group("unit").strip().rstrip(".")
+        tokens = words.lower().split()
+        if tokens and not any(t in _KEEP_WORDS for t in tokens) and (
+            _UNIT_WORDS.match(tokens[0]) or len(tokens[0]) >= 2
+        ):
+            s = m.group("num")
+    return s
+
+
+def clean(answer: str) -> str:
+    """Canonical form of an answer string (linear time; safe on hostile input)."""
+    s = answer.strip()
+    if _PLAIN.fullmatch(s):  # "18", "$1,234.00", "-.5", "12%": the GSM8K fast lane
+        s = s.replace("$", "").replace(" ", "").rstrip(".,;:")
+        return re.sub(r"^([-+]?)\.(\d)", r"\g<1>0.\2", s)
+    for k, v in _UNICODE.items():
+        if k in s:
+            s = s.replace(k, v)
+    s = s.replace("\\$", "").replace("$", "")
+    s = re.sub(r"(?<!\\)\\[\[\]()]", " ", s)
+    s = re.sub(r"\\[dtc]frac(?![A-Za-z])", r"\\frac", s)
+    s = re.sub(r"\\[dt]binom(?![A-Za-z])", r"\\binom", s)
+    s = s.replace("\\lbrace", "\\{").replace("\\rbrace", "\\}")
+    s = s.replace("\\langle", "(").replace("\\rangle", ")")
+    s = re.sub(r"\\[lr]?vert(?![A-Za-z])", "|", s)
+    s = _SIZING.sub("", s)
+    # thousands separators before spacing commands go: 1{,}234 and 1,\!234
+    s = re.sub(r"(?<=\d)\{,\}(?=\d{3})", "", s)
+    s = re.sub(r"(?<=\d),\\!\s*(?=\d{3})", "", s)
+    s = _SPACING.sub(" ", s)
+    s = _DROP.sub("", s)
+    s = _DEGREE.sub("", s)
+    s = _unwrap_command(s, _TEXTLIKE, "\\text{{{}}}")
+    s = _unwrap_command(s, _BOXLIKE, "{}")
+    s = s.replace("\\%", "%")
+    s = re.sub(r"\\text\s*\{\s*(?:degrees?|°)\s*\}", "", s)
+    s = _fix_short_args(s)
+    s = re.sub(r"\s+", " ", s).strip()
+    s = s.rstrip(" .,;:").lstrip(" :")
+    s = _strip_outer_braces(s)
+    s = _strip_units(s)
+    if re.fullmatch(r"\\text\s*\{[^{}]*\}", s):
+        s = s[s.index("{") + 1 : -1].strip()
+    s = re.sub(r"\\text\s*\{\s*(and|or)\s*\}", r" \1 ", s)
+    s = re.sub(r"\s+", " ", s).strip().rstrip(" .")
+    s = re.sub(r"^(-?)\.(\d)", r"\g<1>0.\2", s)
+    return s
+
+
+def key(s: str) -> str:
+    """Comparison key: whitespace removed except where it separates a command from a letter."""
+    s = re.sub(r"(\\[A-Za-z]+)\s+(?=[A-Za-z])", lambda m: m.group(1) + "\x00", s)
+    s = re.sub(r"\s+", "", s)
+    return s.replace("\x00", " ")
+
+
+# ----------------------------------------------------------------------------- numbers
+
+
+@dataclass(frozen=True)
+class Number:
+    """A number read exactly. `decimals` is set for decimal literals (possible roundings)."""
+
+    value: Fraction
+    percent: bool = False
+    decimals: int | None = None
+    significant: int = 0
+
+
+_DEC = re.compile(r"([-+]?)(\d+(?:\.\d*)?|\.\d+)(?:[eE]([-+]?\d+))?")
+_INT = r"[-+]?\d+"
+
+
+def _decimal(text: str) -> Number | None:
+    m = _DEC.fullmatch(text)
+    if not m or len(text) > MAX_DIGITS:
+        return None
+    sign, body, exp = m.groups()
+    if exp is not None and abs(int(exp)) > MAX_EXP10:
+        return None
+    value = Fraction(body) * (Fraction(10) ** int(exp) if exp else 1)
+    if sign == "-":
+        value = -value
+    if "." not in body:
+        return Number(value)
+    frac_part = body.split(".", 1)[1]
+    digits = body.replace(".", "").lstrip("0")
+    return Number(value, decimals=len(frac_part) - (int(exp) if exp else 0), significant=len(digits))
+
+
+def _fraction(text: str) -> Fraction | None:
+    m = re.fullmatch(rf"(-?)\\frac\{{\s*({_INT})\s*\}}\{{\s*({_INT})\s*\}}", text) or re.fullmatch(
+        rf"(-?)\(?({_INT})\)?\s*/\s*\(?({_INT})\)?", text
+    )
+    if not m or len(text) > MAX_DIGITS or int(m.group(3)) == 0:
+        return None
+    v = Fraction(int(m.group(2)), int(m.group(3)))
+    return -v if m.group(1) else v
+
+
+def _special(text: str) -> Fraction | None:
+    """Mixed numbers, repeating decimals and a x 10^b."""
+    m = re.fullmatch(r"(-?)(\d+)\s*(?:\\frac\{(\d+)\}\{(\d+)\}|\s(\d+)/(\d+))", text)
+    if m and len(text) < 200:
+        num, den = (int(m.group(3)), int(m.group(4))) if m.group(3) else (int(m.group(5)), int(m.group(6)))
+        if 0 < num < den:  # a proper fraction after a whole number reads as a mixed number
+            v = int(m.group(2)) + Fraction(num, den)
+            return -v if m.group(1) else v
+        return None
+    m = re.fullmatch(r"(-?)(\d*)\.(\d*)\\(?:overline|bar|dot)\{?(\d+)\}?", text)
+    if m and len(text) < 200:
+        whole, fixed, rep = int(m.group(2) or 0), m.group(3), m.group(4)
+        v = whole + (Fraction(int(fixed or 0)) + Fraction(int(rep), 10 ** len(rep) - 1)) / 10 ** len(fixed)
+        return -v if m.group(1) else v
+    m = re.fullmatch(r"([-+]?(?:\d+(?:\.\d*)?|\.\d+))\s*(?:\\times|\\cdot|\*)\s*10\s*\^\s*\{?\s*([-+]?\d+)\s*\}?", text) or re.fullmatch(
+        r"()10\s*\^\s*\{?\s*([-+]?\d+)\s*\}?", text
+    )
+    if m and abs(int(m.group(2))) <= MAX_EXP10 and len(text) < 200:
+        return Fraction(m.group(1) or 1) * Fraction(10) ** int(m.group(2))
+    return None
+
+
+def parse_number(s: str) -> Number | None:
+    """Read a cleaned answer as an exact number, or None when it is not a plain number."""
+    t = s.strip()
+    percent = t.endswith("%")
+    if percent:
+        t = t[:-1].strip()
+    t = t.replace(" ", "") if re.fullmatch(r"[-+\d.\s]+", t) else t
+    if t.startswith("+"):
+        t = t[1:]
+    if re.fullmatch(r"-?\d{1,3}(,\d{3})+(\.\d+)?", t):
+        t = t.replace(",", "")
+    num = _decimal(t)
+    if num is not None:
+        return Number(num.value, percent, num.decimals, num.significant)
+    for reader in (_fraction, _special):
+        v = reader(t)
+        if v is not None:
+            return Number(v, percent)
+    return None
+
+
+def _terminates(v: Fraction) -> bool:
+    d = v.denominator
+    for p in (2, 5):
+        while d % p == 0:
+            d //= p
+    return d == 1
+
+
+def approx_equal(literal: Number, exact: Fraction) -> bool:
+    """A decimal literal vs an exact value with no terminating decimal: relative 1e-6, or the
+    value correctly rounded to the literal's places with >= 6 significant digits."""
+    diff = abs(literal.value - exact)
+    if diff <= Fraction(1, 10**6) * abs(exact):
+        return True
+    k = literal.decimals
+    return k is not None and literal.significant >= 6 and diff <= Fraction(1, 2) / Fraction(10) ** k
+
+
+def _readings(n: Number) -> list[Fraction]:
+    return [n.value, n.value / 100] if n.percent else [n.value]
+
+
+def numbers_equal(gold: Number, pred: Number) -> bool:
+    """Exact comparison; `%` on either side allows both readings; see the module docstring."""
+    for g in _readings(gold):
+        for p in _readings(pred):
+            if g == p:
+                return True
+            if pred.decimals is not None and gold.decimals is None and not _terminates(g) and approx_equal(pred, g):
+                return True
+            if gold.decimals is not None and pred.decimals is None and not _terminates(p) and approx_equal(gold, p):
+                return True
+    return False
+
+
+# ----------------------------------------------------------------------------- text answers
+
+
+def choice_letter(s: str) -> str | None:
+    """Multiple-choice letter: "C", "(C)", "C)", "(c) 12", "option C" -> "C"."""
+    t = re.sub(r"^(?:option|choice)\s*", "", s.strip(), flags=re.IGNORECASE)
+    t = re.sub(r"\\text\s*\{([^{}]*)\}", r"\1", t).strip()
+    m = re.fullmatch(r"\(([A-Ea-e])\)(?:\s.*)?", t, re.DOTALL) or re.fullmatch(
+        r"([A-E])(?:[).:](?:\s.*)?)?", t, re.DOTALL
+    )
+    return m.group(1).upper() if m else None
+
+
+_TEXT = re.compile(r"[A-Za-z][A-Za-z'\- ,.]*")
+
+
+def text_key(s: str) -> str | None:
+    """Lower-cased words when the answer is plain text ("Monday", "\\text{no solution}")."""
+    t = s.strip()
+    t = re.sub(r"\\text\s*\{([^{}]*)\}", r"\1", t).strip()
+    if not _TEXT.fullmatch(t) or not re.search(r"[A-Za-z]{2,}", t):
+        return None
+    words = re.findall(r"[a-z0-9']+", t.lower())
+    words = [w for w in words if w not in {"the", "a", "an"}] or words
+    return " ".join(words)
