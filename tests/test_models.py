@@ -87,3 +87,19 @@ def test_models_command_lists_catalogue(capsys, monkeypatch, tmp_path):
     assert main(["models", "--json"]) == 0
     out = capsys.readouterr().out
     assert '"smollm2-135m-instruct"' in out and '"cached": false' in out
+
+
+def test_load_lora_adapter_dir_merges_onto_base(tiny_model_dir, tmp_path):
+    from peft import LoraConfig, get_peft_model
+
+    base, tok = models.load_model(str(tiny_model_dir), dtype="fp32")
+    peft_model = get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    ids = tok("What is 12*7?", return_tensors="pt").input_ids
+    with torch.no_grad():
+        expected = peft_model(ids).logits
+    peft_model.save_pretrained(tmp_path / "adapter")
+    merged, tok2 = models.load_model(str(tmp_path / "adapter"), dtype="fp32")
+    assert not hasattr(merged, "peft_config")  # merged for inference
+    with torch.no_grad():
+        assert torch.allclose(merged(ids).logits, expected, atol=1e-4)
+    assert tok2.pad_token_id == tok.pad_token_id

@@ -148,7 +148,7 @@ def resolve_model(name_or_path: str | os.PathLike, *, pull: bool = True) -> Path
             raise MathtuneError(f"model {ref!r} is not pulled yet", f"run: mathtune pull {ref}")
         return pull_model(ref)
     if path.is_dir():
-        if not (path / "config.json").is_file():
+        if not (path / "config.json").is_file() and not is_adapter_dir(path):
             raise MathtuneError(
                 f"{path} is not a Hugging Face model directory (no config.json)",
                 "point at a directory written by save_pretrained, or use a catalogue name (mathtune models)",
@@ -396,10 +396,27 @@ def pick_dtype(device: str = "cpu", dtype: DtypeName = "auto") -> torch.dtype:
     return torch.float32
 
 
+def is_adapter_dir(path: Path) -> bool:
+    """A PEFT adapter directory (adapter_config.json, no full model config)."""
+    return (path / "adapter_config.json").is_file() and not (path / "config.json").is_file()
+
+
+def adapter_base(path: Path) -> str:
+    """The base model an adapter was trained on (as recorded by PEFT)."""
+    cfg = json.loads((path / "adapter_config.json").read_text())
+    base = cfg.get("base_model_name_or_path")
+    if not base:
+        raise MathtuneError(f"adapter {path} does not record its base model",
+                            "set base_model_name_or_path in adapter_config.json")
+    return base
+
+
 def load_tokenizer(name_or_path: str | os.PathLike, *, pull: bool = True) -> Any:
     from transformers import AutoTokenizer
 
     path = resolve_model(name_or_path, pull=pull)
+    if is_adapter_dir(path) and not (path / "tokenizer_config.json").is_file():
+        path = resolve_model(adapter_base(path), pull=pull)
     tok = AutoTokenizer.from_pretrained(path)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
@@ -430,6 +447,9 @@ def load_model(
         kwargs["quantization_config"] = _quantization_config(quantize, dev, torch_dtype)
         kwargs["device_map"] = {"": torch.cuda.current_device()}
     tok = load_tokenizer(path)
+    if is_adapter_dir(path):
+        return _load_adapter(path, tok, dtype=dtype, device=device, quantize=quantize,
+                             for_training=for_training, pull=pull)
     try:
         model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     except (OSError, ValueError) as e:
@@ -440,6 +460,18 @@ def load_model(
     if not for_training:
         model.eval()
     return model, tok
+
+
+def _load_adapter(path: Path, tok: Any, **load_kwargs: Any) -> tuple[Any, Any]:
+    """Base model + PEFT adapter. For inference the adapter is merged (no per-layer LoRA
+    overhead while generating); for training it stays a trainable PeftModel."""
+    from peft import PeftModel
+
+    base, _ = load_model(adapter_base(path), **load_kwargs)
+    model = PeftModel.from_pretrained(base, path, is_trainable=load_kwargs.get("for_training", False))
+    if load_kwargs.get("for_training") or load_kwargs.get("quantize"):
+        return model, tok
+    return model.merge_and_unload().eval(), tok
 
 
 def _quantization_config(quantize: Quantize, device: str, compute_dtype: torch.dtype) -> Any:
