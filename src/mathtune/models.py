@@ -369,14 +369,24 @@ def cpu_bf16_is_fast() -> bool:
         return forced == "bf16"
 
     def timed(dtype: torch.dtype) -> float:
-        a = torch.randn(128, 128, dtype=dtype)
+        a = torch.randn(192, 192, dtype=dtype)
         a @ a
         t = time.perf_counter()
-        for _ in range(3):
+        for _ in range(2):
             a @ a
         return time.perf_counter() - t
 
-    return timed(torch.bfloat16) < 0.8 * timed(torch.float32)
+    # One thread: the question is the instruction set, not threading — and right after a bf16
+    # op (oneDNN) spinning OpenMP workers can make the next multi-threaded fp32 op (BLAS) ~100x
+    # slower, which biased an earlier version of this probe towards bf16.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        fp32 = min(timed(torch.float32) for _ in range(3))
+        bf16 = min(timed(torch.bfloat16) for _ in range(3))
+    finally:
+        torch.set_num_threads(threads)
+    return bf16 < 0.8 * fp32
 
 
 def pick_dtype(device: str = "cpu", dtype: DtypeName = "auto") -> torch.dtype:
