@@ -57,3 +57,17 @@ def test_help_lists_every_stage():
 def test_pull_unknown(capsys, argv):
     code, err = run_cli(capsys, *argv)
     assert_one_clear_error(code, err, "unknown model 'no-such-model'")
+
+
+def test_malformed_recipe(capsys, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model:\n  name: smollm2-135m-instruct\n method: [lora\n")
+    code, err = run_cli(capsys, "train", str(bad))
+    assert_one_clear_error(code, err, "malformed YAML", str(bad), "line")
+
+
+def test_unknown_recipe_key_names_file_key_and_closest(capsys, tmp_path):
+    bad = tmp_path / "typo.yaml"
+    bad.write_text("model:\n  name: smollm2-135m-instruct\nmethod:\n  kind: lora\n  alpah: 8\n")
+    code, err = run_cli(capsys, "train", str(bad))
+    assert_one_clear_error(code, err, str(bad), "'method.alpah'", "did you mean 'method.alpha'")

@@ -1,0 +1,43 @@
+"""`mathtune demo`: the whole loop on the embedded default.
+
+The integration test runs it small (plumbing: every artefact written, the tuned model
+evaluated on the same held-out problems). The slow test is the acceptance run: default sizes,
+at most 20 minutes on a 2-core CPU, a held-out gain of at least 10 points with McNemar p < 0.05.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from mathtune.cli import main
+
+
+def _run_demo(out, *extra: str) -> dict:
+    assert main(["demo", "--out", str(out), *extra]) == 0
+    return json.loads((out / "summary.json").read_text())
+
+
+@pytest.mark.integration
+def test_demo_small_writes_every_artefact(default_model_dir, tmp_path):
+    out = tmp_path / "demo"
+    summary = _run_demo(out, "--n-train", "24", "--n-test", "8", "--max-new-tokens", "24")
+    for rel in ("data/train.jsonl", "data/test.jsonl", "eval-base/predictions.jsonl", "eval-base/metrics.json",
+                "eval-tuned/predictions.jsonl", "compare.json", "report.html", "train/config.yaml"):
+        assert (out / rel).is_file(), rel
+    assert summary["n"] == 8
+    assert 0.0 <= summary["base_accuracy"] <= 1.0 and 0.0 <= summary["tuned_accuracy"] <= 1.0
+    html = (out / "report.html").read_text()
+    assert "data:image/png;base64," in html
+
+
+@pytest.mark.slow
+def test_demo_default_shows_significant_gain_within_20_minutes(default_model_dir, tmp_path):
+    start = time.monotonic()
+    summary = _run_demo(tmp_path / "demo")
+    minutes = (time.monotonic() - start) / 60
+    assert minutes <= 20, f"demo took {minutes:.1f} min"
+    assert summary["delta"] >= 0.10, summary
+    assert summary["mcnemar_p"] < 0.05, summary
