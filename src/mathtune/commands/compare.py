@@ -15,7 +15,7 @@ from typing import Any
 HELP = "paired comparison of two eval runs (delta with CI, McNemar test, fixed/broken problems)"
 DESCRIPTION = (
     "Compare eval run B against baseline run A on the problems both answered: accuracy of each, "
-    "the paired delta with a 95%% interval, the exact McNemar p-value, the problems B fixed "
+    "the paired delta with a 95% interval, the exact McNemar p-value, the problems B fixed "
     "(A wrong -> B right) and broke, per-category deltas and diagnostic changes."
 )
 
