@@ -1,0 +1,138 @@
+"""Eval generation throughput: mathtune's hf backend vs two plain transformers baselines.
+
+    .venv/bin/python benchmarks/eval_throughput.py                       # 64 problems, full run
+    .venv/bin/python benchmarks/eval_throughput.py --limit 16 --baseline-limit 4   # quick look
+
+SmolLM2-135M-Instruct, GSM8K test problems (../shared/data/benchmarks/gsm8k/test.jsonl), chat-boxed
+prompt, greedy, 256 new tokens, all in fp32 on the same machine in the same run:
+
+  (a) one problem at a time with `model.generate` (how the reference notebooks do it),
+  (b) a plain batched `model.generate` (batch 16, left padding),
+  mathtune: `HFGenerator` (continuous batching, in-place KV cache, rows leave when done).
+
+(a) is slow (~14 s a problem), so `--baseline-limit N` times it on the first N problems only and
+reports its per-problem rate; answer agreement with (a) is measured on those N.
+Prints problems/min for each, the ratios, and the fraction of problems where mathtune's extracted
+answer (and full text) equals (a)'s and (b)'s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data" / "benchmarks" / "gsm8k" / "test.jsonl"
+
+
+def load_problems(path: Path, limit: int) -> list[str]:
+    if not path.is_file():
+        sys.exit(f"benchmark data not found: {path} (pass --data)")
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line)["question"] for line, _ in zip(f, range(limit), strict=False)]
+
+
+def one_at_a_time(model, tok, prompts: list[str], max_new: int) -> list[str]:
+    import torch
+
+    out = []
+    with torch.inference_mode():
+        for p in prompts:
+            enc = tok(p, return_tensors="pt", add_special_tokens=False)
+            ids = model.generate(**enc, max_new_tokens=max_new, do_sample=False, pad_token_id=tok.pad_token_id)
+            out.append(tok.decode(ids[0, enc["input_ids"].shape[1]:], skip_special_tokens=True))
+    return out
+
+
+def plain_batched(model, tok, prompts: list[str], max_new: int, batch: int) -> list[str]:
+    import torch
+
+    tok.padding_side = "left"
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(prompts), batch):
+            enc = tok(prompts[i:i + batch], return_tensors="pt", padding=True, add_special_tokens=False)
+            ids = model.generate(**enc, max_new_tokens=max_new, do_sample=False, pad_token_id=tok.pad_token_id)
+            out += tok.batch_decode(ids[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+    return out
+
+
+def timed(fn, *args):
+    """(result, wall seconds, CPU seconds of this process). On a machine shared with other jobs the
+    wall time depends on their load; with a fixed thread count (--threads 1) the CPU time is the
+    steadier measure of the work each method needs, so both are reported."""
+    t, c = time.perf_counter(), time.process_time()
+    result = fn(*args)
+    return result, time.perf_counter() - t, time.process_time() - c
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--limit", type=int, default=64, help="problems for mathtune and baseline (b)")
+    ap.add_argument("--baseline-limit", type=int, default=None, help="problems for baseline (a) (default: --limit)")
+    ap.add_argument("--max-new-tokens", type=int, default=256)
+    ap.add_argument("--batch-size", type=int, default=64, help="mathtune's batch size")
+    ap.add_argument("--data", type=Path, default=DATA)
+    ap.add_argument("--skip-a", action="store_true", help="skip baseline (a)")
+    ap.add_argument("--skip-b", action="store_true", help="skip baseline (b)")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="fix torch threads for all three (default: baselines use torch's default, "
+                         "mathtune tunes its own between 1 and that)")
+    args = ap.parse_args()
+
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from mathtune.generation import HFGenerator, SamplingParams
+    from mathtune.grading.extract import extract_answer
+    from mathtune.models import load_model
+    from mathtune.prompts import get_style
+
+    model, tok = load_model("smollm2-135m-instruct", dtype="fp32", device="cpu")
+    style = get_style("chat-boxed")
+    problems = load_problems(args.data, args.limit)
+    prompts = [style.render(q, tok) for q in problems]
+    n_a = min(args.baseline_limit or len(prompts), len(prompts))
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {len(prompts)} GSM8K problems, "
+          f"{args.max_new_tokens} new tokens, greedy, fp32; baseline (a) on {n_a}", flush=True)
+
+    gen = HFGenerator(model, tok, batch_size=args.batch_size, threads=args.threads)
+    params = SamplingParams(max_new_tokens=args.max_new_tokens, stop=style.stop_strings)
+    gen.generate(prompts[:2], SamplingParams(max_new_tokens=4))  # warm-up (thread pools, allocator)
+    outs, t_m, c_m = timed(gen.generate, prompts, params)
+    if args.threads is None:
+        torch.set_num_threads(gen.tuner.candidates[-1])  # give the baselines torch's default back
+    texts_m = [o[0].text for o in outs]
+    tokens_m = sum(o[0].tokens for o in outs)
+    rate_m, cpu_m = len(prompts) / t_m * 60, len(prompts) / c_m * 60
+    picks = sorted(set(gen.tuner.history)) or [torch.get_num_threads()]
+    print(f"mathtune hf     : {rate_m:7.1f} problems/min  ({t_m:.1f}s, {tokens_m / t_m:.0f} new tokens/s; "
+          f"threads used {picks}; {cpu_m:.1f} per CPU-min)", flush=True)
+
+    rows = []
+    if not args.skip_b:
+        texts_b, t_b, c_b = timed(plain_batched, model, tok, prompts, args.max_new_tokens, 16)
+        rate_b = len(prompts) / t_b * 60
+        print(f"(b) batched x16 : {rate_b:7.1f} problems/min  ({t_b:.1f}s; {len(prompts) / c_b * 60:.1f} per CPU-min)", flush=True)
+        rows.append(("(b)", rate_b, len(prompts) / c_b * 60, texts_b))
+    if not args.skip_a:
+        texts_a, t_a, c_a = timed(one_at_a_time, model, tok, prompts[:n_a], args.max_new_tokens)
+        rate_a = n_a / t_a * 60
+        print(f"(a) one-at-a-time: {rate_a:6.1f} problems/min  ({t_a:.1f}s for {n_a}; {n_a / c_a * 60:.1f} per CPU-min)", flush=True)
+        rows.insert(0, ("(a)", rate_a, n_a / c_a * 60, texts_a))
+
+    print()
+    for label, rate, cpu_rate, texts in rows:
+        n = len(texts)
+        same_answer = sum(extract_answer(x) == extract_answer(y) for x, y in zip(texts_m[:n], texts, strict=True))
+        same_text = sum(x.strip() == y.strip() for x, y in zip(texts_m[:n], texts, strict=True))
+        print(f"mathtune vs {label}: {rate_m / rate:5.1f}x faster (wall), {cpu_m / cpu_rate:5.1f}x (CPU time); same extracted answer {same_answer}/{n} "
+              f"({same_answer / n:.0%}), identical text {same_text}/{n}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,142 @@
+"""The hf generation backend on a tiny in-process model: batched == one-at-a-time greedy, stop
+strings, EOS, sampling reproducibility, n samples, and the helpers in generation/base.py."""
+
+from __future__ import annotations
+
+import copy
+import functools
+
+import pytest
+import torch
+from tiny import make_tiny_model
+
+from mathtune.errors import MathtuneError
+from mathtune.generation import SamplingParams, get_generator
+from mathtune.generation.base import sample_seed, truncate_at_stop
+from mathtune.generation.hf import HFGenerator, stop_token_ids
+from mathtune.prompts import get_style
+
+QUESTIONS = [
+    "What is 12*7?",
+    "Solve for x: 2x + 3 = 11.",
+    "gcd",
+    "The probability of rolling a sum of 7 with two dice is",
+    "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May.",
+    "mean of 2, 4, 9",
+]
+
+
+@pytest.fixture(scope="module")
+def chaotic(tiny_tokenizer):
+    """The tiny model with large random weights: varied, prompt-dependent greedy outputs."""
+    model = make_tiny_model(tiny_tokenizer)
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() > 1:
+                p.normal_(0, 0.15, generator=gen)
+    return model, tiny_tokenizer
+
+
+@functools.cache
+def _reference(model, tok, prompt: str, max_new: int) -> str:
+    enc = tok(prompt, return_tensors="pt", add_special_tokens=False)
+    out = model.generate(**enc, max_new_tokens=max_new, do_sample=False, pad_token_id=tok.pad_token_id)
+    return tok.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+
+
+def reference(model, tok, prompt: str, max_new: int) -> str:
+    """Plain one-prompt-at-a-time greedy `model.generate` (cached per model and prompt)."""
+    return _reference(model, tok, prompt, max_new)
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 64])
+def test_greedy_batched_equals_one_at_a_time(chaotic, batch_size):
+    model, tok = chaotic
+    prompts = [get_style("chat-boxed").render(q, tok) for q in QUESTIONS]
+    outs = HFGenerator(model, tok, batch_size=batch_size).generate(prompts, SamplingParams(max_new_tokens=24))
+    refs = [reference(model, tok, p, 24) for p in prompts]
+    assert [o[0].text for o in outs] == refs
+    assert len({r for r in refs}) == len(refs)  # outputs really differ per prompt
+    assert all(o[0].tokens == 24 and o[0].finish_reason == "length" for o in outs)
+
+
+def test_stops_at_eos_and_reports_it(chaotic):
+    model, tok = copy.deepcopy(chaotic[0]), chaotic[1]
+    prompt = get_style("chat").render("What is 12*7?", tok)
+    first = reference(model, tok, prompt, 1)
+    # make the model's first greedy token the end-of-turn token: bias the output layer to EOS
+    eos = tok.convert_tokens_to_ids("<|im_end|>")
+    with torch.no_grad():
+        bias = torch.zeros(model.lm_head.weight.shape[0])
+        bias[eos] = 1e4
+        model.lm_head.bias = torch.nn.Parameter(bias)
+    out = HFGenerator(model, tok).generate([prompt], SamplingParams(max_new_tokens=10))[0][0]
+    assert first != "" and out.text == ""
+    assert out.tokens == 1 and out.finish_reason == "stop"
+    assert eos in stop_token_ids(tok, model)
+
+
+def test_stop_strings_cut_text_and_end_generation(chaotic):
+    model, tok = chaotic
+    prompt = "Question: What is 12*7?\nAnswer:"
+    full = reference(model, tok, prompt, 30)
+    stop = full[8:11]  # a string the model is known to produce a few tokens in
+    assert stop and full.find(stop) >= 0
+    out = HFGenerator(model, tok).generate([prompt], SamplingParams(max_new_tokens=30, stop=(stop,)))[0][0]
+    assert out.text == full[: full.find(stop)]
+    assert out.finish_reason == "stop" and out.tokens < 30
+
+
+def test_sampling_is_seeded_and_independent_of_batching(chaotic):
+    model, tok = chaotic
+    prompts = [get_style("chat").render(q, tok) for q in QUESTIONS[:4]]
+    params = SamplingParams(max_new_tokens=12, temperature=1.0, top_p=0.9, n=3, seed=7)
+    a = HFGenerator(model, tok, batch_size=64).generate(prompts, params, seeds=[11, 12, 13, 14])
+    b = HFGenerator(model, tok, batch_size=2).generate(prompts[2:], params, seeds=[13, 14])
+    c = HFGenerator(model, tok).generate(prompts, SamplingParams(max_new_tokens=12, temperature=1.0, top_p=0.9, n=3, seed=8),
+                                         seeds=[11, 12, 13, 14])
+    texts = [[c_.text for c_ in per] for per in a]
+    assert [[c_.text for c_ in per] for per in b] == texts[2:]
+    assert all(len(per) == 3 for per in a)
+    assert any(len(set(per)) > 1 for per in texts)  # samples differ from each other
+    assert [[c_.text for c_ in per] for per in c] != texts  # and depend on the seed
+
+
+def test_on_complete_sees_every_completion(chaotic):
+    model, tok = chaotic
+    seen = []
+    outs = HFGenerator(model, tok, batch_size=2).generate(
+        QUESTIONS[:3], SamplingParams(max_new_tokens=5, temperature=0.8, n=2),
+        on_complete=lambda i, s, c: seen.append((i, s, c.text)))
+    assert sorted(seen) == sorted((i, s, outs[i][s].text) for i in range(3) for s in range(2))
+
+
+def test_sampling_params_validation():
+    with pytest.raises(MathtuneError, match="identical copies"):
+        SamplingParams(n=4)
+    with pytest.raises(MathtuneError, match="top_p"):
+        SamplingParams(top_p=0)
+    with pytest.raises(MathtuneError, match="max_new_tokens"):
+        SamplingParams(max_new_tokens=0)
+
+
+def test_helpers():
+    assert truncate_at_stop("abc\nQuestion: x", ("\nQuestion:",)) == ("abc", True)
+    assert truncate_at_stop("abc", ("zz",)) == ("abc", False)
+    assert sample_seed(0, 1, 2) == sample_seed(0, 1, 2) != sample_seed(0, 1, 3)
+
+
+def test_unknown_backend_suggests():
+    with pytest.raises(MathtuneError, match="did you mean 'openai'"):
+        get_generator("opena", "m")
+
+
+def test_vllm_missing_is_a_clear_error():
+    try:
+        import vllm  # noqa: F401
+    except ImportError:
+        with pytest.raises(MathtuneError, match="pip install"):
+            get_generator("vllm", "smollm2-135m-instruct")
+    else:
+        pytest.skip("vllm is installed (a GPU machine): the missing-package error cannot be shown")
