@@ -1,0 +1,299 @@
+"""`train(recipe)`: load -> build -> run -> save, for the sft and cpt stages.
+
+    from mathtune.train import train
+    result = train("recipes/smollm2-135m_lora_synth.yaml", ["trainer.max_steps=10"])
+    result.adapter_dir, result.metrics
+
+Run directory (`run.output_dir`, default runs/train/<name>):
+    config.yaml        the resolved recipe (reload with `mathtune train config.yaml`)
+    checkpoint-N/      Trainer checkpoints (weights, optimizer, scheduler, RNG, trainer_state.json)
+    adapter/ | model/  the final adapter (LoRA/DoRA/QLoRA) or full model, with the tokenizer
+    merged/            the adapter merged into the base model (method.merge: true)
+    metrics.jsonl/.csv every log record; loss.png the loss curves; result.json; README.md (card)
+
+Resume: re-running the same command continues from the last *complete* checkpoint with the
+same schedule, optimizer state, RNG state and data order (Trainer's `resume_from_checkpoint`).
+transformers 5.23 writes `checkpoint-N/` in place (its `_save_checkpoint` has no
+tmp-dir-then-rename step), with `trainer_state.json` written last; so a checkpoint counts as
+complete only when that file parses and weights are present. A half-written one (a kill -9
+during a save) is renamed to `.incomplete-checkpoint-N` and the run resumes from the one before.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..config import dump_recipe
+from ..errors import MathtuneError
+from ..files import atomic_dir, atomic_write_json, atomic_write_text
+from ..prompts import get_style
+from .callbacks import (
+    MetricsLogCallback,
+    NanGuardCallback,
+    ProgressCallback,
+    plot_losses,
+    truncate_metrics,
+)
+from .recipe import TrainRecipe
+
+WEIGHT_FILES = ("adapter_model.safetensors", "model.safetensors", "model.safetensors.index.json",
+                "adapter_model.bin", "pytorch_model.bin")
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    adapter_dir: Path | None
+    model_dir: Path | None  # full fine-tuning output
+    merged_dir: Path | None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    best_checkpoint: str | None = None
+    resumed_from: str | None = None
+
+
+def resolve(recipe: TrainRecipe | dict[str, Any] | str | os.PathLike, overrides: list[str] | tuple[str, ...] = ()) -> TrainRecipe:
+    if isinstance(recipe, TrainRecipe):
+        return TrainRecipe.from_dict(recipe.model_dump(), overrides) if overrides else recipe
+    if isinstance(recipe, dict):
+        return TrainRecipe.from_dict(recipe, overrides)
+    return TrainRecipe.load(recipe, overrides)
+
+
+def train(recipe: TrainRecipe | dict[str, Any] | str | os.PathLike, overrides: list[str] | tuple[str, ...] = (),
+          *, callbacks: list[Any] | tuple[Any, ...] = ()) -> TrainResult:
+    """Train as the recipe says; `callbacks` are extra TrainerCallbacks (tests, the demo)."""
+    from transformers import set_seed
+
+    recipe = resolve(recipe, overrides)
+    run_dir = recipe.output_dir()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if _rank() == 0:
+        atomic_write_text(run_dir / "config.yaml", dump_recipe(recipe))
+    set_seed(recipe.trainer.get("seed", recipe.seed))
+
+    model, tokenizer, device, dtype, n_params = _load(recipe)
+    train_ds, eval_ds = _datasets(recipe, tokenizer, run_dir)
+    model = _apply_method(model, recipe)
+    trainer, nan_guard = _build(recipe, model, tokenizer, train_ds, eval_ds, run_dir, device, dtype, n_params,
+                                list(callbacks))
+    resume = last_complete_checkpoint(run_dir) if recipe.run.resume else None
+    if _rank() == 0:
+        if resume:
+            truncate_metrics(run_dir / "metrics.jsonl", _step_of(resume))
+            print(f"mathtune: resuming from {resume}", flush=True)
+        elif (run_dir / "metrics.jsonl").exists():
+            (run_dir / "metrics.jsonl").unlink()
+
+    out = trainer.train(resume_from_checkpoint=resume)
+    if nan_guard.bad_step is not None:
+        _raise_nan(run_dir, nan_guard)
+    return _save_outputs(recipe, trainer, tokenizer, run_dir, out, eval_ds is not None, resume)
+
+
+def _load(recipe: TrainRecipe) -> tuple[Any, Any, str, Any, int]:
+    from .peft_setup import load_base
+
+    model, tokenizer, device, dtype = load_base(recipe.model, recipe.method)
+    n_params = sum(p.numel() for p in model.parameters())
+    return model, tokenizer, device, dtype, n_params
+
+
+def _datasets(recipe: TrainRecipe, tokenizer: Any, run_dir: Path) -> tuple[Any, Any]:
+    from .cpt import cpt_dataset
+    from .data import load_rows, sft_dataset
+    from .sft import max_length
+
+    train_rows, val_rows = load_rows(recipe.data, recipe.stage, run_dir)
+    if recipe.stage == "cpt":
+        block = recipe.data.block_size
+        return cpt_dataset(train_rows, tokenizer, block), (cpt_dataset(val_rows, tokenizer, block) if val_rows else None)
+    style = get_style(recipe.data.prompt)
+    n = max_length(recipe)
+    train_ds = sft_dataset(train_rows, tokenizer, style, recipe.data.system, n)
+    eval_ds = sft_dataset(val_rows, tokenizer, style, recipe.data.system, n) if val_rows else None
+    return train_ds, eval_ds
+
+
+def _apply_method(model: Any, recipe: TrainRecipe) -> Any:
+    from .peft_setup import peft_config, prepare_full
+
+    cfg = peft_config(model, recipe.method)
+    if cfg is None:
+        return prepare_full(model)
+    from peft import get_peft_model
+
+    return get_peft_model(model, cfg)
+
+
+def _build(recipe: TrainRecipe, model: Any, tokenizer: Any, train_ds: Any, eval_ds: Any, run_dir: Path,
+           device: str, dtype: Any, n_params: int, extra: list[Any]) -> tuple[Any, NanGuardCallback]:
+    from transformers import EarlyStoppingCallback
+
+    from .peft_setup import build_optimizer
+    from .sft import build_trainer, make_config, trainer_settings
+
+    config = make_config(trainer_settings(recipe, run_dir, device, dtype, model.config, eval_ds is not None))
+    nan_guard = NanGuardCallback()
+    cbs: list[Any] = [nan_guard, MetricsLogCallback(run_dir), ProgressCallback(recipe.run.progress)]
+    if recipe.run.early_stopping_patience:
+        cbs.append(EarlyStoppingCallback(early_stopping_patience=recipe.run.early_stopping_patience))
+    optimizer = build_optimizer(model, config, recipe.method.embedding_lr) if recipe.method.embedding_lr else None
+    return build_trainer(model, tokenizer, config, train_ds, eval_ds, cbs + extra, optimizer), nan_guard
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def _rank() -> int:
+    """This process's global rank under accelerate/torchrun (0 when not distributed)."""
+    return int(os.environ.get("RANK", "0"))
+
+
+def _step_of(checkpoint: str | Path) -> int:
+    return int(Path(checkpoint).name.rsplit("-", 1)[1])
+
+
+def is_complete(checkpoint: Path) -> bool:
+    try:
+        json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return any((checkpoint / f).is_file() for f in WEIGHT_FILES)
+
+
+def last_complete_checkpoint(run_dir: str | Path) -> str | None:
+    """The newest complete checkpoint-N in `run_dir`; incomplete ones are set aside."""
+    run_dir = Path(run_dir)
+    ckpts = sorted((p for p in run_dir.glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit()),
+                   key=_step_of)
+    for ckpt in reversed(ckpts):
+        if is_complete(ckpt):
+            return str(ckpt)
+        if _rank() != 0:
+            continue
+        aside = run_dir / f".incomplete-{ckpt.name}"
+        shutil.rmtree(aside, ignore_errors=True)
+        ckpt.rename(aside)
+        print(f"mathtune: set aside incomplete checkpoint {ckpt.name} (interrupted while saving)", flush=True)
+    return None
+
+
+def _raise_nan(run_dir: Path, guard: NanGuardCallback) -> None:
+    good = [c for c in (last_complete_checkpoint(run_dir),) if c and _step_of(c) < (guard.bad_step or 0)]
+    where = f"the last good checkpoint is {good[0]}" if good else "no checkpoint was saved before it"
+    raise MathtuneError(
+        f"training loss became {guard.bad_value} at step {guard.bad_step}; the run was stopped and nothing was "
+        f"saved from the diverged weights ({where})",
+        "lower trainer.learning_rate, set trainer.max_grad_norm (e.g. 1.0), or check the data; re-running resumes "
+        "from the last good checkpoint",
+    )
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+def _save_outputs(recipe: TrainRecipe, trainer: Any, tokenizer: Any, run_dir: Path, out: Any, has_eval: bool,
+                  resume: str | None) -> TrainResult:
+    from .card import write_card
+
+    is_peft = recipe.method.kind != "full"
+    final = run_dir / ("adapter" if is_peft else "model")
+    if trainer.is_world_process_zero():
+        with atomic_dir(final) as tmp:
+            trainer.model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+    metrics: dict[str, Any] = {k: v for k, v in out.metrics.items() if isinstance(v, int | float)}
+    metrics["global_step"] = trainer.state.global_step
+    if has_eval:
+        metrics.update({k: v for k, v in trainer.evaluate().items() if isinstance(v, int | float)})
+    merged = _merge(recipe, trainer, tokenizer, final, run_dir) if is_peft and recipe.method.merge else None
+    result = TrainResult(run_dir, final if is_peft else None, None if is_peft else final, merged, metrics,
+                         trainer.state.best_model_checkpoint, resume)
+    if not trainer.is_world_process_zero():
+        return result
+    bench = _benchmark_eval(recipe, merged or final)
+    if bench:
+        metrics["benchmark"] = bench
+    plot = plot_losses(run_dir / "metrics.jsonl", run_dir / "loss.png") if recipe.run.plot else None
+    atomic_write_json(run_dir / "result.json", {
+        "run_dir": str(run_dir), "adapter_dir": str(result.adapter_dir) if result.adapter_dir else None,
+        "model_dir": str(result.model_dir) if result.model_dir else None,
+        "merged_dir": str(merged) if merged else None, "best_checkpoint": result.best_checkpoint,
+        "resumed_from": resume, "metrics": metrics, "loss_plot": str(plot) if plot else None,
+    })
+    write_card(recipe, trainer.args, metrics, run_dir, [final, *([merged] if merged else [])])
+    if recipe.run.push_to_hub:
+        _push(recipe.run.push_to_hub, merged or final)
+    return result
+
+
+def _merge(recipe: TrainRecipe, trainer: Any, tokenizer: Any, adapter_dir: Path, run_dir: Path) -> Path:
+    """The adapter merged into the base weights (QLoRA: into a freshly loaded unquantized base)."""
+    target = run_dir / "merged"
+    if recipe.method.kind == "qlora":
+        from peft import PeftModel
+
+        from ..models import load_model
+
+        base, _ = load_model(recipe.model.name, dtype="auto", device="cpu" if recipe.model.device == "cpu" else "auto")
+        merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
+    else:
+        merged = trainer.model.merge_and_unload()
+    if trainer.is_world_process_zero():
+        with atomic_dir(target) as tmp:
+            merged.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+    return target
+
+
+def _benchmark_eval(recipe: TrainRecipe, model_dir: Path) -> dict[str, Any] | None:
+    """Optional benchmark after training through the eval stage's package API
+    (`mathtune.eval.load_config` + `run_eval`); skipped with a note when that API is absent."""
+    if not recipe.run.eval_benchmark:
+        return None
+    try:
+        from mathtune.eval import load_config, run_eval
+    except ImportError:
+        print("mathtune: eval stage not available; skipping run.eval_benchmark", flush=True)
+        return None
+    if recipe.method.kind != "full" and not recipe.method.merge:
+        print("mathtune: run.eval_benchmark evaluates a full or merged model; set method.merge: true", flush=True)
+        return None
+    cfg = load_config(None, [f"model={model_dir}", f"benchmark={recipe.run.eval_benchmark}",
+                             f"limit={recipe.run.eval_limit}", f"prompt={recipe.data.prompt}",
+                             f"output={recipe.output_dir() / 'eval'}"])
+    return dict(run_eval(cfg, progress=False).metrics)
+
+
+def _push(repo_id: str, folder: Path) -> None:
+    try:
+        from huggingface_hub import HfApi
+
+        api = HfApi()
+        api.create_repo(repo_id, exist_ok=True)
+        api.upload_folder(repo_id=repo_id, folder_path=str(folder))
+    except Exception as e:  # offline, no token: the run itself succeeded
+        raise MathtuneError(f"training finished but pushing to {repo_id!r} failed: {str(e).splitlines()[0][:200]}",
+                            "run `huggingface-cli login` and push the run directory again") from None
+
+
+def check(recipe: TrainRecipe) -> None:
+    """Validate a recipe without training: its trainer block (trl.SFTConfig), its data recipe
+    (the data stage's schema) and its prompt style. Raises MathtuneError on the first problem."""
+    from .data import data_recipe
+    from .sft import make_config
+
+    get_style(recipe.data.prompt)
+    make_config({**recipe.trainer, "output_dir": str(recipe.output_dir()), "use_cpu": True, "bf16": False})
+    if isinstance(recipe.data.recipe, dict):
+        data_recipe(recipe.data)
+    elif isinstance(recipe.data.recipe, str):
+        from ..config import load_recipe
+        from ..data import DataRecipe
+
+        load_recipe(DataRecipe, recipe.data.recipe, recipe.data.recipe_overrides)
