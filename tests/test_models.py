@@ -103,3 +103,19 @@ def test_load_lora_adapter_dir_merges_onto_base(tiny_model_dir, tmp_path):
     with torch.no_grad():
         assert torch.allclose(merged(ids).logits, expected, atol=1e-4)
     assert tok2.pad_token_id == tok.pad_token_id
+
+
+def test_cpu_threads_respect_user_setting_and_free_cores(monkeypatch):
+    n = torch.get_num_threads()
+    try:
+        monkeypatch.setenv("MATHTUNE_THREADS", "1")
+        assert models.configure_cpu_threads.__wrapped__() == 1 and torch.get_num_threads() == 1
+        monkeypatch.delenv("MATHTUNE_THREADS")
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+        monkeypatch.setattr(models.os, "getloadavg", lambda: (0.2, 0.0, 0.0))
+        cores = len(models.os.sched_getaffinity(0))
+        assert models.configure_cpu_threads.__wrapped__() == cores  # idle machine: all cores
+        monkeypatch.setattr(models.os, "getloadavg", lambda: (cores + 3.0, 0.0, 0.0))
+        assert models.configure_cpu_threads.__wrapped__() == 1  # saturated machine: one thread
+    finally:
+        torch.set_num_threads(n)
