@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 
 import pytest
-
 from tiny import make_tiny_model, make_tiny_tokenizer, save_tiny_model
 
 REPO = Path(__file__).resolve().parents[1]
