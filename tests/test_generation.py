@@ -140,3 +140,18 @@ def test_vllm_missing_is_a_clear_error():
             get_generator("vllm", "smollm2-135m-instruct")
     else:
         pytest.skip("vllm is installed (a GPU machine): the missing-package error cannot be shown")
+
+
+def test_fused_projections_give_the_same_outputs_and_restore_the_model(tiny_model):
+    from mathtune.generation.fused import fused_projections
+
+    ids = torch.randint(5, 60, (3, 11), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        ref = tiny_model(input_ids=ids).logits
+        with fused_projections(tiny_model) as n:
+            assert n == 2 * 2  # 2 layers x (q/k/v, gate/up)
+            fused = tiny_model(input_ids=ids).logits
+        after = tiny_model(input_ids=ids).logits
+    torch.testing.assert_close(fused, ref, atol=1e-6, rtol=1e-5)
+    assert torch.equal(after, ref)
+    assert all("forward" not in vars(m) for m in tiny_model.modules())  # class forwards are back

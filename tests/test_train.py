@@ -87,12 +87,17 @@ def test_prompt_tokens_carry_no_loss_and_end_of_turn_does(tiny_model_dir, tiny_t
         assert "\\boxed{" in tiny_tokenizer.decode(ids[s + first:e]) and "What is" in text
 
 
-@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+@pytest.mark.parametrize("attn", ["sdpa", "eager", "mathtune_varlen"])
 def test_packed_sequences_do_not_attend_across_examples(tiny_model, attn):
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
+    from mathtune.train.attention import use_varlen_attention
+
     model = tiny_model.eval()
-    model.set_attn_implementation(attn)
+    if attn == "mathtune_varlen":
+        assert use_varlen_attention(model)
+    else:
+        model.set_attn_implementation(attn)
     seqs = [list(range(5, 22)), list(range(40, 49)), list(range(60, 90))]
     batch = DataCollatorForLanguageModeling(pad_token_id=0, padding_free=True)([{"input_ids": s} for s in seqs])
     batch.pop("labels")
@@ -104,6 +109,44 @@ def test_packed_sequences_do_not_attend_across_examples(tiny_model, attn):
     with torch.no_grad():  # and the check has teeth: without position_ids the examples do mix
         mixed = model(input_ids=batch["input_ids"]).logits[0]
     assert not torch.allclose(mixed[17:], torch.cat(alone[1:]), atol=1e-3)
+
+
+def test_varlen_attention_matches_sdpa_in_loss_and_gradients_and_keeps_padding(tiny_tokenizer):
+    """mathtune_varlen (per-example SDPA) trains exactly like sdpa's block-diagonal mask, and
+    batches it cannot split (a padding mask, generation with a KV cache) go through sdpa."""
+    from tiny import make_tiny_model
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+    from mathtune.train import attention
+    from mathtune.train.attention import use_varlen_attention
+
+    seqs = [list(range(5, 22)), list(range(40, 49)), list(range(60, 90)), list(range(7, 19))]
+    batch = DataCollatorForLanguageModeling(pad_token_id=0, padding_free=True)([{"input_ids": s} for s in seqs])
+    batch["use_cache"] = False
+    grads, losses = [], []
+    for varlen in (False, True):
+        model = make_tiny_model(tiny_tokenizer, "llama").train()
+        if varlen:
+            assert use_varlen_attention(model)
+        losses.append(model(**batch).loss)
+        losses[-1].backward()
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
+        assert model.config._attn_implementation == ("mathtune_varlen" if varlen else "sdpa")
+    assert attention._segments_memo[0] is batch["position_ids"]  # the per-example path really ran
+    assert attention._segments_memo[1] == [[(0, 17), (17, 26), (26, 56), (56, 68)]]
+    torch.testing.assert_close(losses[1], losses[0], atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(grads[1], grads[0], atol=1e-6, rtol=1e-4)
+
+    model = make_tiny_model(tiny_tokenizer, "llama")
+    ref = make_tiny_model(tiny_tokenizer, "llama")
+    use_varlen_attention(model)
+    ids = torch.tensor([[0, 0, 5, 6, 7, 8], [9, 10, 11, 12, 13, 14]])
+    mask = torch.tensor([[0, 0, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1]])
+    with torch.no_grad():
+        torch.testing.assert_close(model(input_ids=ids, attention_mask=mask).logits[:, 2:],
+                                   ref(input_ids=ids, attention_mask=mask).logits[:, 2:])
+        out = model.generate(ids, attention_mask=mask, max_new_tokens=4, do_sample=False)
+        assert torch.equal(out, ref.generate(ids, attention_mask=mask, max_new_tokens=4, do_sample=False))
 
 
 def test_resume_after_interruption_reproduces_loss_curve(tiny_model_dir, tmp_path):

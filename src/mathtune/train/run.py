@@ -143,7 +143,19 @@ def _build(recipe: TrainRecipe, model: Any, tokenizer: Any, train_ds: Any, eval_
     if recipe.run.early_stopping_patience:
         cbs.append(EarlyStoppingCallback(early_stopping_patience=recipe.run.early_stopping_patience))
     optimizer = build_optimizer(model, config, recipe.method.embedding_lr) if recipe.method.embedding_lr else None
-    return build_trainer(model, tokenizer, config, train_ds, eval_ds, cbs + extra, optimizer), nan_guard
+    if config.packing or config.padding_free:
+        from .attention import use_varlen_attention
+
+        # padding-free rows: attention per example instead of a block-diagonal mask over the row
+        use_varlen_attention(model.get_base_model() if hasattr(model, "get_base_model") else model)
+    trainer = build_trainer(model, tokenizer, config, train_ds, eval_ds, cbs + extra, optimizer)
+    if device == "cpu":
+        from .cpu_speedups import fuse_lora_dropout, install_cpu_loss_head
+
+        patched = trainer.model  # TRL added its fused LM head to the unwrapped causal LM
+        install_cpu_loss_head(patched.get_base_model() if hasattr(patched, "get_base_model") else patched)
+        fuse_lora_dropout(patched)
+    return trainer, nan_guard
 
 
 # --------------------------------------------------------------------------- checkpoints

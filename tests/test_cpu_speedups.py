@@ -1,0 +1,100 @@
+"""The CPU replacements for TRL's fused LM head and PEFT's LoRA dropout train like the originals."""
+
+from __future__ import annotations
+
+import torch
+from tiny import make_tiny_model
+
+from mathtune.train.cpu_speedups import (
+    bernoulli_keep_mask,
+    fuse_lora_dropout,
+    install_cpu_loss_head,
+)
+
+
+def _batch():
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(5, 60, (2, 24), generator=g)
+    labels = ids.clone()
+    labels[:, :9] = -100  # a masked prompt
+    labels[1, 20:] = -100
+    return ids, labels
+
+
+def test_cpu_loss_head_matches_trl_fused_head_in_loss_metrics_and_gradients(tiny_tokenizer):
+    from trl.trainer.utils import add_fused_lm_head
+
+    ids, labels = _batch()
+    outs = []
+    for ours in (False, True):
+        model = make_tiny_model(tiny_tokenizer).train()
+        add_fused_lm_head(model, outputs=("log_probs", "entropy", "is_top1"))
+        if ours:
+            assert install_cpu_loss_head(model)
+        out = model(input_ids=ids, labels=labels, fused_lm_head=True)
+        out.loss.backward()
+        grads = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+        outs.append((out, grads, model))
+    (ref, g_ref, _), (got, g_got, model) = outs
+    torch.testing.assert_close(got.loss, ref.loss)
+    torch.testing.assert_close(got.log_probs, ref.log_probs)
+    torch.testing.assert_close(got.entropy, ref.entropy, atol=1e-5, rtol=1e-5)
+    assert torch.equal(got.is_top1, ref.is_top1) and torch.equal(got.label_mask, ref.label_mask)
+    torch.testing.assert_close(g_got, g_ref, atol=1e-6, rtol=1e-4)
+    assert model.get_output_embeddings().weight.grad.abs().sum() > 0  # the (tied) head's gradient flows too
+    # and the plain forward (generation, eval) is the model's own
+    with torch.no_grad():
+        plain = model(input_ids=ids).logits
+    assert plain.shape == (2, 24, model.config.vocab_size)
+
+
+def test_keep_mask_has_the_asked_probability_in_both_halves_of_each_random_word():
+    mask = bernoulli_keep_mask((512, 1001), 0.1, "cpu")
+    assert mask.shape == (512, 1001) and mask.dtype == torch.bool
+    flat = mask.flatten().float()
+    for part in (flat, flat[0::2], flat[1::2]):
+        assert abs(part.mean().item() - 0.9) < 0.004  # 5 sigma is ~0.002 at this size
+    assert not torch.equal(mask, bernoulli_keep_mask((512, 1001), 0.1, "cpu"))
+
+
+def test_fused_lora_dropout_gradients_equal_dropout_with_the_same_mask(tiny_tokenizer, monkeypatch):
+    from peft import LoraConfig, get_peft_model
+
+    from mathtune.train import cpu_speedups
+
+    model = get_peft_model(make_tiny_model(tiny_tokenizer), LoraConfig(
+        r=4, lora_alpha=8, lora_dropout=0.3, target_modules="all-linear", task_type="CAUSAL_LM")).train()
+    masks: list[torch.Tensor] = []
+    real = cpu_speedups.bernoulli_keep_mask
+    monkeypatch.setattr(cpu_speedups, "bernoulli_keep_mask", lambda *a: masks.append(real(*a)) or masks[-1])
+    assert fuse_lora_dropout(model) == 2 * 7  # 2 layers x (q, k, v, o, gate, up, down)
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.1)  # B starts at zero: give the adapters something to do
+    ids, labels = _batch()
+    model(input_ids=ids, labels=labels).loss.backward()
+    fused = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    assert len(masks) == 14 and all(0.6 < m.float().mean() < 0.8 for m in masks)
+
+    # reference: PEFT's own formula, lora_B(lora_A(dropout(x))), with the masks just drawn
+    model.zero_grad()
+    replay = iter(masks)
+    for module in model.modules():
+        if hasattr(module, "mathtune_dropout"):
+            del module.forward  # the plain nn.Linear again
+            module.register_forward_pre_hook(
+                lambda m, args: (torch.where(next(replay), args[0] / (1 - 0.3), 0.0),))
+    model(input_ids=ids, labels=labels).loss.backward()
+    ref = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+    assert fused.keys() == ref.keys() and len(fused) == 28
+    for n in fused:
+        torch.testing.assert_close(fused[n], ref[n], atol=1e-6, rtol=1e-4, msg=n)
+
+
+def test_no_dropout_leaves_lora_layers_alone(tiny_tokenizer):
+    from peft import LoraConfig, get_peft_model
+
+    model = get_peft_model(make_tiny_model(tiny_tokenizer), LoraConfig(
+        r=4, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM"))
+    assert fuse_lora_dropout(model) == 0
