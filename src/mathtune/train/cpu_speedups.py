@@ -218,7 +218,7 @@ def fuse_lora_dropout(model: Any) -> int:
         if not isinstance(drops, torch.nn.ModuleDict) or not isinstance(lora_a, torch.nn.ModuleDict):
             continue
         for name, drop in list(drops.items()):
-            a = lora_a[name] if name in lora_a else None
+            a = lora_a[name] if name in lora_a else None  # noqa: SIM401 (ModuleDict has no .get)
             variants = getattr(module, "lora_variant", {}) or {}
             if (type(drop) is not torch.nn.Dropout or drop.p <= 0 or type(a) is not torch.nn.Linear
                     or a.bias is not None or name in variants):

@@ -89,7 +89,7 @@ def trainer_settings(recipe: TrainRecipe, run_dir: Path, device: str, dtype: Any
     if recipe.stage == "sft":
         # GPU: pack; CPU: flatten each batch padding-free (12% slower per token than packing,
         # 2.7x less memory; see the module docstring). Never pad to max_length.
-        defaults["packing"] = not device == "cpu"
+        defaults["packing"] = device != "cpu"
         if not user.get("packing", defaults["packing"]):
             defaults["padding_free"] = True
     if recipe.stage == "cpt":
