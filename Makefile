@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	@if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then \
 	  echo "GPU found: installing the default (CUDA) PyTorch build"; \
-	  $(PY) -m pip install -q "torch>=2.4"; \
+	  $(PY) -m pip install -q "torch>=2.5"; \
 	else \
 	  echo "no GPU: installing the CPU build of PyTorch"; \
 	  $(PY) -m pip install -q "torch==$(TORCH_CPU_VERSION)" 2>/dev/null || \

@@ -182,6 +182,7 @@ class _DecodeLoop:
         # how many trailing tokens to decode when looking for a stop string
         self.tail = max((len(s) for s in self.stop_strings), default=0) + 4
         self._prefix_kv: tuple[tuple[int, ...], list[tuple[Any, Any]]] | None = None
+        self.cache_kw = cache_argument(self.model)
 
     def run(self, rows: list[_Row]) -> None:
         import torch
@@ -222,7 +223,7 @@ class _DecodeLoop:
                 input_ids=last[:, None],
                 attention_mask=mask[:, None, None, :],
                 position_ids=pos[:, None],
-                past_key_values=cache,
+                **{self.cache_kw: cache},
                 use_cache=True,
                 logits_to_keep=1,
             ).logits[:, -1, :]
@@ -274,7 +275,7 @@ class _DecodeLoop:
         own = (causal[None] & mask[:, None, :]) | torch.eye(width, dtype=torch.bool, device=dev)[None]
         full = torch.cat([own.new_ones((len(uniq), width, n_prefix)), own], dim=-1)
         logits = self.model(
-            input_ids=ids, attention_mask=full[:, None], position_ids=pos, past_key_values=cache,
+            input_ids=ids, attention_mask=full[:, None], position_ids=pos, **{self.cache_kw: cache},
             use_cache=True, logits_to_keep=1,
         ).logits[:, -1, :]
         mask = torch.cat([mask.new_ones((len(uniq), n_prefix)), mask], dim=1)
@@ -296,7 +297,7 @@ class _DecodeLoop:
             one = new_cache(self.model, capacity=len(prefix))
             ids = torch.tensor([prefix], device=self.gen.device)
             self.model(input_ids=ids, position_ids=torch.arange(len(prefix), device=ids.device)[None],
-                       past_key_values=one, use_cache=True, logits_to_keep=1)
+                       **{self.cache_kw: one}, use_cache=True, logits_to_keep=1)
             self._prefix_kv = (key, [(layer.keys.clone(), layer.values.clone()) for layer in one.layers])
         for layer, (k, v) in zip(cache.layers, self._prefix_kv[1], strict=True):
             layer.update(k.expand(copies, -1, -1, -1), v.expand(copies, -1, -1, -1))
@@ -340,6 +341,13 @@ class _DecodeLoop:
             row.done = True
             self.finish(row, reason)
         return alive
+
+
+def cache_argument(model: Any) -> str:
+    """The forward's KV-cache keyword: `cache` from transformers 5.24, `past_key_values` before."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
 def _length_groups(rows: list[_Row], max_prompts: int, max_tokens: int) -> list[list[_Row]]:

@@ -14,7 +14,7 @@ to LoRA dropout; the matrix products the step really needs took 11.8 s.
    element (21 ms for a 4096 x 576 input here) and autograd keeps the dropped copy of `x` for
    every adapted layer (q, k, v, gate and up each keep their own copy of the same input).
    `fuse_lora_dropout` turns `lora_A` into one autograd function that draws 15-16 random bits
-   per element (6.5 ms), saves a 1-byte mask instead of a 4-byte copy, and recomputes `x * mask` in
+   per element (1.3 ms), saves a 1-byte mask instead of a 4-byte copy, and recomputes `x * mask` in
    backward. Same distribution (keep probability quantized to 1/32768), same expectation
    scaling `1 / (1 - p)`; it is dropout, not a different regularizer.
 
@@ -163,42 +163,41 @@ class _DropoutLinear:
         import torch
 
         class DropoutLinear(torch.autograd.Function):
+            # (s * (x . keep)) A^T = s * ((x . keep) A^T): the 1/(1-p) scale is applied to the
+            # rank-r side, and masking is one masked_fill, so each pass over x happens once
             @staticmethod
             def forward(ctx, x, weight, p):  # type: ignore[override]
-                keep = bernoulli_keep_mask(x.shape, p, x.device)
-                scale = 1.0 / (1.0 - p)
-                ctx.save_for_backward(x, weight, keep)
-                ctx.scale = scale
-                return torch.where(keep, x * scale, 0.0) @ weight.t()
+                drop = bernoulli_drop_mask(x.shape, p, x.device)
+                ctx.save_for_backward(x, weight, drop)
+                ctx.scale = 1.0 / (1.0 - p)
+                return (x.masked_fill(drop, 0.0) @ weight.t()).mul_(ctx.scale)
 
             @staticmethod
             def backward(ctx, grad_out):  # type: ignore[override]
-                x, weight, keep = ctx.saved_tensors
+                x, weight, drop = ctx.saved_tensors
+                g = grad_out * ctx.scale
                 grad_x = grad_w = None
                 if ctx.needs_input_grad[0]:
-                    grad_x = torch.where(keep, (grad_out @ weight) * ctx.scale, 0.0)
+                    grad_x = (g @ weight).masked_fill_(drop, 0.0)
                 if ctx.needs_input_grad[1]:
-                    dropped = torch.where(keep, x * ctx.scale, 0.0)
-                    grad_w = grad_out.reshape(-1, grad_out.shape[-1]).t() @ dropped.reshape(-1, x.shape[-1])
+                    kept = x.masked_fill(drop, 0.0)
+                    grad_w = g.reshape(-1, g.shape[-1]).t() @ kept.reshape(-1, x.shape[-1])
                 return grad_x, grad_w, None
 
         cls.fn = DropoutLinear
         return cls.fn
 
 
-def bernoulli_keep_mask(shape: Any, p: float, device: Any) -> Any:
-    """Boolean mask, each element kept with probability 1 - p: two elements per 31-bit random
-    word (`random_()` fills int32 with [0, 2^31)), the low 16 bits for one (keep probability
-    quantized to 1/65536) and the high 15 bits for the other (1/32768)."""
+def bernoulli_drop_mask(shape: Any, p: float, device: Any) -> Any:
+    """Boolean mask, each element True (dropped) with probability p, quantized to 1/32768: two
+    15-bit uniform draws per 32-bit random word."""
     import math
 
     import torch
 
     n = math.prod(shape)
-    words = torch.empty((n + 1) // 2, dtype=torch.int32, device=device).random_()
-    halves = words.view(torch.int16).view(-1, 2)  # little-endian: [:, 0] low bits, [:, 1] high bits
-    threshold = torch.tensor([round(p * 65536) - 32768, round(p * 32768)], dtype=torch.int16, device=device)
-    return (halves >= threshold).view(-1)[:n].view(shape)
+    halves = torch.empty((n + 1) // 2, dtype=torch.int32, device=device).random_().view(torch.int16)
+    return (halves.bitwise_and_(0x7FFF) < round(p * 32768))[:n].view(shape)
 
 
 def _lora_a_forward(self: Any, x: Any) -> Any:
