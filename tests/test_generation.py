@@ -155,3 +155,13 @@ def test_fused_projections_give_the_same_outputs_and_restore_the_model(tiny_mode
     torch.testing.assert_close(fused, ref, atol=1e-6, rtol=1e-5)
     assert torch.equal(after, ref)
     assert all("forward" not in vars(m) for m in tiny_model.modules())  # class forwards are back
+
+
+def test_thread_choice_keeps_all_threads_unless_fewer_are_clearly_faster():
+    from mathtune.generation.threads import ThreadTuner, choose
+
+    assert choose({1: 0.010, 2: 0.011}) == 2  # noise: keep both cores
+    assert choose({1: 0.010, 2: 0.240}) == 1  # a busy second core: 24x slower with 2 threads
+    assert choose({1: 0.020, 2: 0.010}) == 2
+    tuner = ThreadTuner([1, 2])
+    assert tuner.probe() in (1, 2) and tuner.history == [tuner.current]
