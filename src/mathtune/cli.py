@@ -45,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
             if e.name == f"mathtune.commands.{name}":
                 continue  # command not built in this checkout
             raise
-        p = sub.add_parser(name, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP))
+        p = sub.add_parser(name, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP),
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
         mod.add_arguments(p)
         p.set_defaults(_run=mod.run)
     return parser
