@@ -50,59 +50,52 @@ def _chunk_stats(h: Any, weight: Any, targets: Any, want_stats: bool) -> tuple[A
     return logp, lse, entropy, top1
 
 
-class _LabelledLogProbs:
-    """autograd.Function (built lazily: torch is imported on first use)."""
+@functools.cache
+def _labelled_log_probs_fn() -> Any:
+    """The autograd.Function (built on first use: importing this module does not import torch)."""
+    import torch
 
-    fn: Any = None
-
-    @classmethod
-    def get(cls) -> Any:
-        if cls.fn is not None:
-            return cls.fn
-        import torch
-
-        class LabelledLogProbs(torch.autograd.Function):
-            @staticmethod
-            def forward(ctx, hidden, weight, targets):  # type: ignore[override]
-                outs: list[list[Any]] = [[], [], [], []]
-                with torch.no_grad():
-                    for s in range(0, hidden.shape[0], TOKEN_CHUNK):
-                        for acc, x in zip(outs, _chunk_stats(hidden[s:s + TOKEN_CHUNK], weight,
-                                                             targets[s:s + TOKEN_CHUNK], True), strict=True):
-                            acc.append(x)
-                logp, lse, entropy, top1 = (torch.cat(x) if x else hidden.new_zeros(0) for x in outs)
-                ctx.save_for_backward(hidden, weight, targets, lse)
-                ctx.mark_non_differentiable(entropy, top1)
-                return logp, entropy, top1
-
-            @staticmethod
-            def backward(ctx, grad_logp, *_):  # type: ignore[override]
-                hidden, weight, targets, lse = ctx.saved_tensors
-                grad_h = torch.zeros_like(hidden) if ctx.needs_input_grad[0] else None
-                grad_w = torch.zeros_like(weight, dtype=torch.float32) if ctx.needs_input_grad[1] else None
-                if grad_logp is None:
-                    return grad_h, grad_w, None
+    class LabelledLogProbs(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, hidden, weight, targets):  # type: ignore[override]
+            outs: list[list[Any]] = [[], [], [], []]
+            with torch.no_grad():
                 for s in range(0, hidden.shape[0], TOKEN_CHUNK):
-                    h, t, g = hidden[s:s + TOKEN_CHUNK], targets[s:s + TOKEN_CHUNK], grad_logp[s:s + TOKEN_CHUNK]
-                    # d logp / d logits = onehot(target) - softmax; scaled by the incoming gradient
-                    grad_logits = torch.exp((h @ weight.t()).float() - lse[s:s + TOKEN_CHUNK, None])
-                    grad_logits.mul_(-g[:, None].float())
-                    grad_logits[torch.arange(len(t), device=t.device), t] += g.float()
-                    grad_logits = grad_logits.to(hidden.dtype)
-                    if grad_h is not None:
-                        grad_h[s:s + TOKEN_CHUNK] = grad_logits @ weight
-                    if grad_w is not None:
-                        grad_w.addmm_(grad_logits.t().float(), h.float())
-                return grad_h, None if grad_w is None else grad_w.to(weight.dtype), None
+                    for acc, x in zip(outs, _chunk_stats(hidden[s:s + TOKEN_CHUNK], weight,
+                                                         targets[s:s + TOKEN_CHUNK], True), strict=True):
+                        acc.append(x)
+            logp, lse, entropy, top1 = (torch.cat(x) if x else hidden.new_zeros(0) for x in outs)
+            ctx.save_for_backward(hidden, weight, targets, lse)
+            ctx.mark_non_differentiable(entropy, top1)
+            return logp, entropy, top1
 
-        cls.fn = LabelledLogProbs
-        return cls.fn
+        @staticmethod
+        def backward(ctx, grad_logp, *_):  # type: ignore[override]
+            hidden, weight, targets, lse = ctx.saved_tensors
+            grad_h = torch.zeros_like(hidden) if ctx.needs_input_grad[0] else None
+            grad_w = torch.zeros_like(weight, dtype=torch.float32) if ctx.needs_input_grad[1] else None
+            if grad_logp is None:
+                return grad_h, grad_w, None
+            for s in range(0, hidden.shape[0], TOKEN_CHUNK):
+                h, t, g = hidden[s:s + TOKEN_CHUNK], targets[s:s + TOKEN_CHUNK], grad_logp[s:s + TOKEN_CHUNK]
+                # d logp / d logits = onehot(target) - softmax; scaled by the incoming gradient
+                grad_logits = torch.exp((h @ weight.t()).float() - lse[s:s + TOKEN_CHUNK, None])
+                grad_logits.mul_(-g[:, None].float())
+                grad_logits[torch.arange(len(t), device=t.device), t] += g.float()
+                grad_logits = grad_logits.to(hidden.dtype)
+                if grad_h is not None:
+                    grad_h[s:s + TOKEN_CHUNK] = grad_logits @ weight
+                if grad_w is not None:
+                    grad_w.addmm_(grad_logits.t().float(), h.float())
+            return grad_h, None if grad_w is None else grad_w.to(weight.dtype), None
+
+    return LabelledLogProbs
 
 
 def labelled_log_probs(hidden: Any, weight: Any, targets: Any) -> tuple[Any, Any, Any]:
     """(log p(target), entropy, target is top-1) for each row of `hidden` [N, H] under the LM head
     `weight` [V, H], without keeping the [N, V] logits."""
-    return _LabelledLogProbs.get().apply(hidden, weight, targets)
+    return _labelled_log_probs_fn().apply(hidden, weight, targets)
 
 
 def _plain_head(config: Any) -> bool:
@@ -151,41 +144,34 @@ def install_cpu_loss_head(model: Any) -> bool:
 # --------------------------------------------------------------------------- LoRA dropout
 
 
-class _DropoutLinear:
-    """autograd.Function for `linear(dropout(x), A)` saving a byte mask (built lazily)."""
+@functools.cache
+def _dropout_linear_fn() -> Any:
+    """autograd.Function for `linear(dropout(x), A)` saving a byte mask (built on first use)."""
+    import torch
 
-    fn: Any = None
+    class DropoutLinear(torch.autograd.Function):
+        # (s * (x . keep)) A^T = s * ((x . keep) A^T): the 1/(1-p) scale is applied to the
+        # rank-r side, and masking is one masked_fill, so each pass over x happens once
+        @staticmethod
+        def forward(ctx, x, weight, p):  # type: ignore[override]
+            drop = bernoulli_drop_mask(x.shape, p, x.device)
+            ctx.save_for_backward(x, weight, drop)
+            ctx.scale = 1.0 / (1.0 - p)
+            return (x.masked_fill(drop, 0.0) @ weight.t()).mul_(ctx.scale)
 
-    @classmethod
-    def get(cls) -> Any:
-        if cls.fn is not None:
-            return cls.fn
-        import torch
+        @staticmethod
+        def backward(ctx, grad_out):  # type: ignore[override]
+            x, weight, drop = ctx.saved_tensors
+            g = grad_out * ctx.scale
+            grad_x = grad_w = None
+            if ctx.needs_input_grad[0]:
+                grad_x = (g @ weight).masked_fill_(drop, 0.0)
+            if ctx.needs_input_grad[1]:
+                kept = x.masked_fill(drop, 0.0)
+                grad_w = g.reshape(-1, g.shape[-1]).t() @ kept.reshape(-1, x.shape[-1])
+            return grad_x, grad_w, None
 
-        class DropoutLinear(torch.autograd.Function):
-            # (s * (x . keep)) A^T = s * ((x . keep) A^T): the 1/(1-p) scale is applied to the
-            # rank-r side, and masking is one masked_fill, so each pass over x happens once
-            @staticmethod
-            def forward(ctx, x, weight, p):  # type: ignore[override]
-                drop = bernoulli_drop_mask(x.shape, p, x.device)
-                ctx.save_for_backward(x, weight, drop)
-                ctx.scale = 1.0 / (1.0 - p)
-                return (x.masked_fill(drop, 0.0) @ weight.t()).mul_(ctx.scale)
-
-            @staticmethod
-            def backward(ctx, grad_out):  # type: ignore[override]
-                x, weight, drop = ctx.saved_tensors
-                g = grad_out * ctx.scale
-                grad_x = grad_w = None
-                if ctx.needs_input_grad[0]:
-                    grad_x = (g @ weight).masked_fill_(drop, 0.0)
-                if ctx.needs_input_grad[1]:
-                    kept = x.masked_fill(drop, 0.0)
-                    grad_w = g.reshape(-1, g.shape[-1]).t() @ kept.reshape(-1, x.shape[-1])
-                return grad_x, grad_w, None
-
-        cls.fn = DropoutLinear
-        return cls.fn
+    return DropoutLinear
 
 
 def bernoulli_drop_mask(shape: Any, p: float, device: Any) -> Any:
@@ -202,7 +188,7 @@ def bernoulli_drop_mask(shape: Any, p: float, device: Any) -> Any:
 
 def _lora_a_forward(self: Any, x: Any) -> Any:
     if self.training and self.mathtune_dropout > 0:
-        return _DropoutLinear.get().apply(x, self.weight, self.mathtune_dropout)
+        return _dropout_linear_fn().apply(x, self.weight, self.mathtune_dropout)
     return type(self).forward(self, x)
 
 
