@@ -111,7 +111,8 @@ def test_packed_sequences_do_not_attend_across_examples(tiny_model, attn):
     assert not torch.allclose(mixed[17:], torch.cat(alone[1:]), atol=1e-3)
 
 
-def test_varlen_attention_matches_sdpa_in_loss_and_gradients_and_keeps_padding(tiny_tokenizer):
+@pytest.mark.parametrize("arch", ["llama", "qwen2"])
+def test_varlen_attention_matches_sdpa_in_loss_and_gradients_and_keeps_padding(tiny_tokenizer, arch):
     """mathtune_varlen (per-example SDPA) trains exactly like sdpa's block-diagonal mask, and
     batches it cannot split (a padding mask, generation with a KV cache) go through sdpa."""
     from tiny import make_tiny_model
@@ -125,7 +126,7 @@ def test_varlen_attention_matches_sdpa_in_loss_and_gradients_and_keeps_padding(t
     batch["use_cache"] = False
     grads, losses = [], []
     for varlen in (False, True):
-        model = make_tiny_model(tiny_tokenizer, "llama").train()
+        model = make_tiny_model(tiny_tokenizer, arch).train()
         if varlen:
             assert use_varlen_attention(model)
         losses.append(model(**batch).loss)
@@ -137,8 +138,8 @@ def test_varlen_attention_matches_sdpa_in_loss_and_gradients_and_keeps_padding(t
     torch.testing.assert_close(losses[1], losses[0], atol=1e-6, rtol=1e-5)
     torch.testing.assert_close(grads[1], grads[0], atol=1e-6, rtol=1e-4)
 
-    model = make_tiny_model(tiny_tokenizer, "llama")
-    ref = make_tiny_model(tiny_tokenizer, "llama")
+    model = make_tiny_model(tiny_tokenizer, arch)
+    ref = make_tiny_model(tiny_tokenizer, arch)
     use_varlen_attention(model)
     ids = torch.tensor([[0, 0, 5, 6, 7, 8], [9, 10, 11, 12, 13, 14]])
     mask = torch.tensor([[0, 0, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1]])
