@@ -98,3 +98,15 @@ def test_no_dropout_leaves_lora_layers_alone(tiny_tokenizer):
     model = get_peft_model(make_tiny_model(tiny_tokenizer), LoraConfig(
         r=4, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM"))
     assert fuse_lora_dropout(model) == 0
+
+
+def test_cpu_loss_head_handles_a_micro_batch_with_no_labelled_token(tiny_tokenizer):
+    from trl.trainer.utils import add_fused_lm_head
+
+    model = make_tiny_model(tiny_tokenizer).train()
+    add_fused_lm_head(model, outputs=("log_probs", "entropy", "is_top1"))
+    assert install_cpu_loss_head(model)
+    ids = torch.randint(5, 60, (1, 10), generator=torch.Generator().manual_seed(2))
+    out = model(input_ids=ids, labels=torch.full_like(ids, -100), fused_lm_head=True)
+    out.loss.backward()  # a zero loss still connected to the graph, as TRL's head gives
+    assert out.loss.item() == 0.0 and not out.label_mask.any() and out.is_top1.dtype == torch.bool

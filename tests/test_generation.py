@@ -165,3 +165,12 @@ def test_thread_choice_keeps_all_threads_unless_fewer_are_clearly_faster():
     assert choose({1: 0.020, 2: 0.010}) == 2
     tuner = ThreadTuner([1, 2])
     assert tuner.probe() in (1, 2) and tuner.history == [tuner.current]
+
+
+def test_fused_projections_skip_when_the_weight_copy_would_not_fit(tiny_model):
+    from mathtune.generation.fused import fused_projections
+
+    with fused_projections(tiny_model, max_share=0.0) as n:
+        assert n == 0
+    with fused_projections(tiny_model, enabled=False) as n:
+        assert n == 0

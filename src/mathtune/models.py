@@ -354,6 +354,18 @@ def pick_device(device: str = "auto") -> str:
     return "cpu"
 
 
+def free_memory(device: str) -> int:
+    """Bytes free on `device`: the GPU's free memory, or available host RAM (8 GiB if unknown)."""
+    import torch
+
+    if device.startswith("cuda"):
+        return torch.cuda.mem_get_info()[0]
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError):
+        return 8 << 30
+
+
 @cache
 def configure_cpu_threads() -> int:
     """Use the cores that are actually free for torch's intra-op threads.

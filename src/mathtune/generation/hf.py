@@ -100,6 +100,7 @@ class HFGenerator(Generator):
         self.pad_id = int(tokenizer.pad_token_id)
         self.batch_size = max(1, int(batch_size))
         self.stop_ids = stop_token_ids(tokenizer, model)
+        self.cache_kw = cache_argument(model)
         self.device = next(model.parameters()).device
         n_threads = threads or torch.get_num_threads()
         # On a GPU the thread count barely matters; on CPU tune between 1 and all.
@@ -183,7 +184,6 @@ class _DecodeLoop:
         # how many trailing tokens to decode when looking for a stop string
         self.tail = max((len(s) for s in self.stop_strings), default=0) + 4
         self._prefix_kv: tuple[tuple[int, ...], list[tuple[Any, Any]]] | None = None
-        self.cache_kw = cache_argument(self.model)
 
     def run(self, rows: list[_Row]) -> None:
         import torch
@@ -224,7 +224,7 @@ class _DecodeLoop:
                 input_ids=last[:, None],
                 attention_mask=mask[:, None, None, :],
                 position_ids=pos[:, None],
-                **{self.cache_kw: cache},
+                **{self.gen.cache_kw: cache},
                 use_cache=True,
                 logits_to_keep=1,
             ).logits[:, -1, :]
@@ -276,7 +276,7 @@ class _DecodeLoop:
         own = (causal[None] & mask[:, None, :]) | torch.eye(width, dtype=torch.bool, device=dev)[None]
         full = torch.cat([own.new_ones((len(uniq), width, n_prefix)), own], dim=-1)
         logits = self.model(
-            input_ids=ids, attention_mask=full[:, None], position_ids=pos, **{self.cache_kw: cache},
+            input_ids=ids, attention_mask=full[:, None], position_ids=pos, **{self.gen.cache_kw: cache},
             use_cache=True, logits_to_keep=1,
         ).logits[:, -1, :]
         mask = torch.cat([mask.new_ones((len(uniq), n_prefix)), mask], dim=1)
@@ -298,7 +298,7 @@ class _DecodeLoop:
             one = new_cache(self.model, capacity=len(prefix))
             ids = torch.tensor([prefix], device=self.gen.device)
             self.model(input_ids=ids, position_ids=torch.arange(len(prefix), device=ids.device)[None],
-                       **{self.cache_kw: one}, use_cache=True, logits_to_keep=1)
+                       **{self.gen.cache_kw: one}, use_cache=True, logits_to_keep=1)
             self._prefix_kv = (key, [(layer.keys.clone(), layer.values.clone()) for layer in one.layers])
         for layer, (k, v) in zip(cache.layers, self._prefix_kv[1], strict=True):
             layer.update(k.expand(copies, -1, -1, -1), v.expand(copies, -1, -1, -1))

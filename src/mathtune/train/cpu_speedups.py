@@ -35,19 +35,22 @@ TOKEN_CHUNK = 1024  # tokens per LM-head chunk: 1024 x 49152 fp32 logits = 200 M
 # --------------------------------------------------------------------------- loss head
 
 
-def _chunk_stats(h: Any, weight: Any, targets: Any, want_stats: bool) -> tuple[Any, ...]:
-    """Log-prob of each target, and (optionally) entropy and top-1 hits, for one chunk."""
+def _chunk_stats(h: Any, weight: Any, targets: Any) -> tuple[Any, Any, Any, Any]:
+    """(log-prob of each target, logsumexp, entropy, target is top-1) for one chunk of rows."""
     import torch
 
     logits = (h @ weight.t()).float()
     lse = torch.logsumexp(logits, dim=-1)
     logp = logits.gather(1, targets[:, None]).squeeze(1) - lse
-    if not want_stats:
-        return logp, lse, None, None
     probs = torch.exp(logits - lse[:, None])
     entropy = lse - (probs * logits).sum(-1)
     top1 = logits.argmax(-1) == targets
     return logp, lse, entropy, top1
+
+
+def _chunks(n: int) -> range:
+    """Chunk starts over n rows; one (empty) chunk when n == 0, so outputs keep their dtypes."""
+    return range(0, max(n, 1), TOKEN_CHUNK)
 
 
 @functools.cache
@@ -58,13 +61,10 @@ def _labelled_log_probs_fn() -> Any:
     class LabelledLogProbs(torch.autograd.Function):
         @staticmethod
         def forward(ctx, hidden, weight, targets):  # type: ignore[override]
-            outs: list[list[Any]] = [[], [], [], []]
             with torch.no_grad():
-                for s in range(0, hidden.shape[0], TOKEN_CHUNK):
-                    for acc, x in zip(outs, _chunk_stats(hidden[s:s + TOKEN_CHUNK], weight,
-                                                         targets[s:s + TOKEN_CHUNK], True), strict=True):
-                        acc.append(x)
-            logp, lse, entropy, top1 = (torch.cat(x) if x else hidden.new_zeros(0) for x in outs)
+                per_chunk = [_chunk_stats(hidden[s:s + TOKEN_CHUNK], weight, targets[s:s + TOKEN_CHUNK])
+                             for s in _chunks(hidden.shape[0])]
+            logp, lse, entropy, top1 = (torch.cat(parts) for parts in zip(*per_chunk, strict=True))
             ctx.save_for_backward(hidden, weight, targets, lse)
             ctx.mark_non_differentiable(entropy, top1)
             return logp, entropy, top1
@@ -76,7 +76,7 @@ def _labelled_log_probs_fn() -> Any:
             grad_w = torch.zeros_like(weight, dtype=torch.float32) if ctx.needs_input_grad[1] else None
             if grad_logp is None:
                 return grad_h, grad_w, None
-            for s in range(0, hidden.shape[0], TOKEN_CHUNK):
+            for s in _chunks(hidden.shape[0]):
                 h, t, g = hidden[s:s + TOKEN_CHUNK], targets[s:s + TOKEN_CHUNK], grad_logp[s:s + TOKEN_CHUNK]
                 # d logp / d logits = onehot(target) - softmax; scaled by the incoming gradient
                 grad_logits = torch.exp((h @ weight.t()).float() - lse[s:s + TOKEN_CHUNK, None])

@@ -147,15 +147,20 @@ def _build(recipe: TrainRecipe, model: Any, tokenizer: Any, train_ds: Any, eval_
         from .attention import use_varlen_attention
 
         # padding-free rows: attention per example instead of a block-diagonal mask over the row
-        use_varlen_attention(model.get_base_model() if hasattr(model, "get_base_model") else model)
+        use_varlen_attention(_unwrapped(model))
     trainer = build_trainer(model, tokenizer, config, train_ds, eval_ds, cbs + extra, optimizer)
     if device == "cpu":
         from .cpu_speedups import fuse_lora_dropout, install_cpu_loss_head
 
         patched = trainer.model  # TRL added its fused LM head to the unwrapped causal LM
-        install_cpu_loss_head(patched.get_base_model() if hasattr(patched, "get_base_model") else patched)
+        install_cpu_loss_head(_unwrapped(patched))
         fuse_lora_dropout(patched)
     return trainer, nan_guard
+
+
+def _unwrapped(model: Any) -> Any:
+    """The causal LM inside a PEFT wrapper (the model itself when there is none)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
 # --------------------------------------------------------------------------- checkpoints

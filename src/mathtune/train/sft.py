@@ -25,11 +25,11 @@ settings the user left unset, chosen for the device rather than TRL's GPU-first 
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 from typing import Any
 
 from ..errors import MathtuneError, closest
+from ..models import free_memory
 from .recipe import TrainRecipe
 
 
@@ -42,17 +42,6 @@ def activation_bytes(model_config: Any, tokens: int, dtype_bytes: int) -> int:
     layers = getattr(cfg, "num_hidden_layers", 24)
     # calibrated on SmolLM2-135M + LoRA on a CPU (~4 MB/token measured vs ~1.4 for 10h+4i)
     return tokens * layers * (30 * hidden + 12 * inter) * dtype_bytes
-
-
-def free_memory(device: str) -> int:
-    import torch
-
-    if device.startswith("cuda"):
-        return torch.cuda.mem_get_info()[0]
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError):
-        return 8 << 30
 
 
 def needs_checkpointing(recipe: TrainRecipe, model_config: Any, device: str, dtype: Any) -> bool:
