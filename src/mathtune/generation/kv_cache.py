@@ -2,7 +2,7 @@
 
 transformers' DynamicLayer `torch.cat`s the whole cache at every step (a full copy per token);
 `_GrowingLayer` keeps keys/values in a buffer with spare room and returns views of the filled
-part. Helpers drop finished rows, trim all-padding columns and merge two batches (continuous
+part. Helpers drop finished rows, trim all-padding columns and merge batches (continuous
 batching). Used only by `mathtune.generation.hf`.
 """
 
@@ -114,25 +114,34 @@ def trim_left(cache: Any, mask: Any) -> tuple[Any, Any]:
     return cache, mask
 
 
-def merge(cache: Any, mask: Any, new_cache: Any, new_mask: Any, room: int) -> tuple[Any, Any]:
-    """Stack two batches' caches along the batch axis, left-padding the shorter one; `room` is
-    the free space to preallocate for new tokens."""
+def merge(parts: list[tuple[Any, Any]], room: int) -> tuple[Any, Any]:
+    """Stack batches' (cache, mask) pairs along the batch axis in one allocation, left-padding
+    the shorter ones; `room` is the free space to preallocate for new tokens. The first cache
+    object is reused for the result."""
     import torch
 
-    n_old, n_new = mask.shape[1], new_mask.shape[1]
-    width = max(n_old, n_new)
-    out_mask = torch.zeros((mask.shape[0] + new_mask.shape[0], width), dtype=torch.bool, device=mask.device)
-    out_mask[: mask.shape[0], width - n_old:] = mask
-    out_mask[mask.shape[0]:, width - n_new:] = new_mask
-    for old, new in zip(cache.layers, new_cache.layers, strict=True):
-        b1, h, _, d = old.kbuf.shape
-        b2 = new.kbuf.shape[0]
-        cap = width + room
-        kbuf = old.kbuf.new_zeros((b1 + b2, h, cap, d))
-        vbuf = torch.zeros_like(kbuf)
-        kbuf[:b1, :, width - n_old: width] = old.keys
-        vbuf[:b1, :, width - n_old: width] = old.values
-        kbuf[b1:, :, width - n_new: width] = new.keys
-        vbuf[b1:, :, width - n_new: width] = new.values
-        old.set_buffers(kbuf, vbuf, width)
-    return cache, out_mask
+    if len(parts) == 1:
+        return parts[0]
+    masks = [m for _, m in parts]
+    width = max(m.shape[1] for m in masks)
+    rows = [0]
+    for m in masks:
+        rows.append(rows[-1] + m.shape[0])
+    out_mask = masks[0].new_zeros((rows[-1], width))
+    for m, r0, r1 in zip(masks, rows, rows[1:], strict=False):
+        out_mask[r0:r1, width - m.shape[1]:] = m
+    first = parts[0][0]
+    for i, layer in enumerate(first.layers):
+        _, h, _, d = layer.kbuf.shape
+        # only the left padding must be zeros (finite: masked scores still multiply their
+        # values); the free room is written before it is read, so it is not cleared
+        kbuf = layer.kbuf.new_empty((rows[-1], h, width + room, d))
+        vbuf = torch.empty_like(kbuf)
+        for (cache, m), r0, r1 in zip(parts, rows, rows[1:], strict=False):
+            src = cache.layers[i]
+            pad = width - m.shape[1]
+            for buf, filled in ((kbuf, src.keys), (vbuf, src.values)):
+                buf[r0:r1, :, :pad] = 0
+                buf[r0:r1, :, pad:width] = filled
+        layer.set_buffers(kbuf, vbuf, width)
+    return first, out_mask
