@@ -10,8 +10,11 @@ prompt, greedy, 256 new tokens, all in fp32 on the same machine in the same run:
   (b) a plain batched `model.generate` (batch 16, left padding),
   mathtune: `HFGenerator` (continuous batching, in-place KV cache, rows leave when done).
 
-(a) is slow (~14 s a problem), so `--baseline-limit N` times it on the first N problems only and
-reports its per-problem rate; answer agreement with (a) is measured on those N.
+(a) is slow (~8 s a problem), so `--baseline-limit N` times it on the first N problems only and
+reports its per-problem rate; answer agreement with (a) is measured on those N. mathtune and (b)
+take about a minute each, short enough for a neighbour's load to swing one run by 10-20% on a
+shared machine, so each runs `--repeat` times (default 3): every run is printed and the median
+one counts; (a) is a single run of several minutes.
 Prints problems/min for each, the ratios, and the fraction of problems where mathtune's extracted
 answer (and full text) equals (a)'s and (b)'s.
 """
@@ -69,6 +72,17 @@ def timed(fn, *args):
     return result, time.perf_counter() - t, time.process_time() - c
 
 
+def median_run(runs: list[tuple]) -> tuple:
+    """The run with the median wall time (the lower middle one of an even count)."""
+    return sorted(runs, key=lambda r: r[1])[(len(runs) - 1) // 2]
+
+
+def spread(runs: list[tuple], n: int) -> str:
+    if len(runs) < 2:
+        return ""
+    return f"; median of {len(runs)} runs: " + ", ".join(f"{n / r[1] * 60:.1f}" for r in runs)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--limit", type=int, default=64, help="problems for mathtune and baseline (b)")
@@ -76,6 +90,9 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=256)
     ap.add_argument("--batch-size", type=int, default=64, help="mathtune's batch size")
     ap.add_argument("--data", type=Path, default=DATA)
+    ap.add_argument("--repeat", type=int, default=3,
+                    help="runs of mathtune and of (b), each reported, the median used for the ratios (short runs "
+                         "are the most exposed to the load of other processes; (a) is one long run)")
     ap.add_argument("--skip-a", action="store_true", help="skip baseline (a)")
     ap.add_argument("--skip-b", action="store_true", help="skip baseline (b)")
     ap.add_argument("--threads", type=int, default=None,
@@ -103,21 +120,26 @@ def main() -> None:
     gen = HFGenerator(model, tok, batch_size=args.batch_size, threads=args.threads)
     params = SamplingParams(max_new_tokens=args.max_new_tokens, stop=style.stop_strings)
     gen.generate(prompts[:2], SamplingParams(max_new_tokens=4))  # warm-up (thread pools, allocator)
-    outs, t_m, c_m = timed(gen.generate, prompts, params)
+    runs_m = [timed(gen.generate, prompts, params) for _ in range(max(1, args.repeat))]
+    outs, t_m, c_m = median_run(runs_m)
     if args.threads is None:
         torch.set_num_threads(gen.tuner.candidates[-1])  # give the baselines torch's default back
     texts_m = [o[0].text for o in outs]
+    if any([o[0].text for o in r[0]] != texts_m for r in runs_m):
+        print("warning: mathtune's runs did not all produce the same text")
     tokens_m = sum(o[0].tokens for o in outs)
     rate_m, cpu_m = len(prompts) / t_m * 60, len(prompts) / c_m * 60
     picks = sorted(set(gen.tuner.history)) or [torch.get_num_threads()]
     print(f"mathtune hf     : {rate_m:7.1f} problems/min  ({t_m:.1f}s, {tokens_m / t_m:.0f} new tokens/s; "
-          f"threads used {picks}; {cpu_m:.1f} per CPU-min)", flush=True)
+          f"threads used {picks}; {cpu_m:.1f} per CPU-min){spread(runs_m, len(prompts))}", flush=True)
 
     rows = []
     if not args.skip_b:
-        texts_b, t_b, c_b = timed(plain_batched, model, tok, prompts, args.max_new_tokens, 16)
+        runs_b = [timed(plain_batched, model, tok, prompts, args.max_new_tokens, 16) for _ in range(max(1, args.repeat))]
+        texts_b, t_b, c_b = median_run(runs_b)
         rate_b = len(prompts) / t_b * 60
-        print(f"(b) batched x16 : {rate_b:7.1f} problems/min  ({t_b:.1f}s; {len(prompts) / c_b * 60:.1f} per CPU-min)", flush=True)
+        print(f"(b) batched x16 : {rate_b:7.1f} problems/min  ({t_b:.1f}s; {len(prompts) / c_b * 60:.1f} per CPU-min)"
+              f"{spread(runs_b, len(prompts))}", flush=True)
         rows.append(("(b)", rate_b, len(prompts) / c_b * 60, texts_b))
     if not args.skip_a:
         texts_a, t_a, c_a = timed(one_at_a_time, model, tok, prompts[:n_a], args.max_new_tokens)

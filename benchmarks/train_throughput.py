@@ -23,6 +23,12 @@ subprocess (so its RSS high-water mark is its own):
 Measured: loss-bearing tokens/s (labels != -100 after the shift, counted on the real batches
 each arm's collator produced; the first step is warm-up and excluded when more than one step
 ran), peak RSS, and the ratios c/a, c/b, c/b32. Timings on a shared machine are noisy.
+
+Then the matrix-product floor: the fewest FLOPs arm c's batches need (forward and input-gradient
+products of the frozen layers over every token, the LM head over the labelled ones; attention,
+LoRA and elementwise work counted as free) at the best GEMM rate this CPU reaches in float32 or
+bfloat16. No implementation beats it on this machine, so it says which ratio over (a) the
+hardware allows.
 """
 
 from __future__ import annotations
@@ -61,6 +67,8 @@ class Meter:
 
     def __init__(self, time_cap: float) -> None:
         self.batch_tokens: list[int] = []
+        self.input_tokens: list[int] = []
+        self.shapes: dict = {}
         self.step_times: list[float] = []
         self.t_step = 0.0
         self.t0 = time.time()
@@ -70,6 +78,9 @@ class Meter:
         labels = kwargs.get("labels")
         if module.training and labels is not None:  # one training micro-batch
             self.batch_tokens.append(int((labels[..., 1:] != -100).sum()))
+            self.input_tokens.append(int(kwargs["input_ids"].numel()) if "input_ids" in kwargs else 0)
+            if not self.shapes:
+                self.shapes = model_shapes(module)
 
     def callback(self):
         from transformers import TrainerCallback
@@ -102,9 +113,59 @@ class Meter:
         else:  # not even one step in the time cap: an upper bound from the batch in progress
             tokens = self.batch_tokens[0] if self.batch_tokens else 0
             secs, note = time.time() - self.t0, "no step finished within the time cap: upper bound"
-        return {"arm": arm, "steps": steps, "loss_tokens": tokens, "seconds": secs,
+        inputs = sum(self.input_tokens[1:steps]) if steps > 1 else sum(self.input_tokens[:1])  # same batches
+        return {"arm": arm, "steps": steps, "loss_tokens": tokens, "input_tokens": inputs, "shapes": self.shapes,
+                "seconds": secs,
                 "tokens_per_s": tokens / secs if secs else 0.0, "note": note, "partial": partial,
                 "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def model_shapes(model) -> dict:
+    """Multiply-accumulates per token of the frozen linear layers (LoRA adapters and the LM head
+    excluded) and the LM head's size, for the matrix-product floor."""
+    import torch
+
+    head = model.get_output_embeddings()
+    body = sum(m.in_features * m.out_features for name, m in model.named_modules()
+               if isinstance(m, torch.nn.Linear) and "lora_" not in name and m is not head)
+    return {"body_macs": body, "head_macs": head.in_features * head.out_features}
+
+
+def gemm_rate(dtype_name: str) -> float:
+    """Best GFLOP/s of this process's torch at the training step's GEMM shapes (tokens x hidden by
+    hidden x intermediate, labelled tokens x hidden by hidden x vocab), best of 5 runs each."""
+    import torch
+
+    dtype = getattr(torch, dtype_name)
+    best = 0.0
+    for m, k, n in ((1024, 576, 1536), (1024, 1536, 576), (256, 576, 49152)):
+        a, b = torch.randn(m, k).to(dtype), torch.randn(k, n).to(dtype)
+        a @ b
+        for _ in range(5):
+            t = time.perf_counter()
+            a @ b
+            best = max(best, 2 * m * k * n / (time.perf_counter() - t) / 1e9)
+    return best
+
+
+def matmul_floor(c: dict, a: dict | None) -> None:
+    """Print the loss-tokens/s no implementation can beat on this CPU for arm c's real batches: the
+    frozen layers' forward and input-gradient products (2 x 2 x tokens x MACs) plus the LM head on
+    the labelled tokens (forward and input gradient), at the best measured GEMM rate; attention,
+    LoRA and every elementwise op are counted as free."""
+    import torch
+
+    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", os.cpu_count() or 1)))
+    rates = {d: gemm_rate(d) for d in ("float32", "bfloat16")}
+    best = max(rates.values())
+    shapes = c["shapes"]
+    flops = 4 * c["input_tokens"] * shapes["body_macs"] + 4 * c["loss_tokens"] * shapes["head_macs"]
+    floor_s = flops / (best * 1e9)
+    top = c["loss_tokens"] / floor_s
+    rate_txt = ", ".join(f"{d} {r:.0f}" for d, r in rates.items())
+    print(f"matrix-product floor for c's batches: {flops / 1e12:.2f} TFLOP at the best measured GEMM rate "
+          f"({rate_txt} GFLOP/s) = {floor_s:.1f} s for {c['seconds']:.1f} s measured -> at most {top:.0f} loss-tokens/s"
+          + (f" = x{top / a['tokens_per_s']:.1f} (a)" if a and a["tokens_per_s"] else ""))
 
 
 def texts(rows: list[dict], tok) -> tuple[list[str], list[str]]:
@@ -241,6 +302,8 @@ def main() -> None:
                 bound = " (b is an upper bound, so this is a lower bound)" if b["steps"] == 0 else ""
                 print(f"c/{base}: throughput x{c['tokens_per_s'] / b['tokens_per_s']:.1f}{bound}, "
                       f"peak memory x{c['peak_rss_mb'] / b['peak_rss_mb']:.2f}")
+    if "c" in results and results["c"].get("shapes"):
+        matmul_floor(results["c"], results.get("a"))
     Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / "results.json").write_text(json.dumps(results, indent=2))
 

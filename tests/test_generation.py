@@ -13,7 +13,7 @@ from tiny import make_tiny_model
 from mathtune.errors import MathtuneError
 from mathtune.generation import SamplingParams, get_generator
 from mathtune.generation.base import sample_seed, truncate_at_stop
-from mathtune.generation.hf import HFGenerator, stop_token_ids
+from mathtune.generation.hf import HFGenerator, _DecodeLoop, stop_token_ids
 from mathtune.prompts import get_style
 
 QUESTIONS = [
@@ -59,6 +59,41 @@ def test_greedy_batched_equals_one_at_a_time(chaotic, batch_size):
     assert [o[0].text for o in outs] == refs
     assert len({r for r in refs}) == len(refs)  # outputs really differ per prompt
     assert all(o[0].tokens == 24 and o[0].finish_reason == "length" for o in outs)
+
+
+def test_row_blocks_skip_the_padding_each_block_of_rows_shares():
+    from mathtune.generation.decode_attention import row_blocks
+
+    mask = torch.zeros(6, 40, dtype=torch.bool)
+    for row, first in enumerate([0, 2, 30, 31, 30, 35]):
+        mask[row, first:] = True
+    assert row_blocks(mask, call_cost=10) == [(0, 2, 0), (2, 6, 30)]
+    assert row_blocks(mask, call_cost=10**6) == [(0, 6, 0)]  # a call costs more than it saves
+    assert row_blocks(mask, max_blocks=6, call_cost=0)[-1] == (5, 6, 35)
+    assert row_blocks(torch.ones(3, 5, dtype=torch.bool)) == [(0, 3, 0)]
+    assert row_blocks(torch.zeros(0, 5, dtype=torch.bool)) == []
+
+
+def test_block_decode_attention_keeps_greedy_text_and_restores_sdpa(chaotic, monkeypatch):
+    from mathtune.generation import decode_attention
+
+    model, tok = chaotic
+    calls = []
+    real = decode_attention.decode_attention_forward
+
+    def spy(*args, decode_blocks=None, **kwargs):
+        calls.append(decode_blocks)
+        return real(*args, decode_blocks=decode_blocks, **kwargs)
+
+    monkeypatch.setattr(decode_attention, "CALL_COST_CELLS", 0)  # split wherever padding differs
+    # prefill groups of 2 prompts: the merged batch's groups start at different columns
+    monkeypatch.setattr(_DecodeLoop, "PREFILL_ROWS", 2)
+    monkeypatch.setattr(decode_attention, "decode_attention_forward", spy)
+    prompts = [get_style("chat-boxed").render(q, tok) for q in QUESTIONS]
+    outs = HFGenerator(model, tok, batch_size=64).generate(prompts, SamplingParams(max_new_tokens=24))
+    assert [o[0].text for o in outs] == [reference(model, tok, p, 24) for p in prompts]
+    assert any(b and len(b) > 1 for b in calls)  # decode steps really ran block by block
+    assert model.config._attn_implementation == "sdpa"
 
 
 def test_stops_at_eos_and_reports_it(chaotic):

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .base import Completion, Generator, OnComplete, SamplingParams, sample_seed, truncate_at_stop
+from .decode_attention import block_attention, row_blocks
 from .fused import fused_projections
 from .kv_cache import merge, new_cache, trim_left
 from .threads import ThreadTuner
@@ -136,10 +137,13 @@ class HFGenerator(Generator):
                 on_complete(row.prompt_index, row.sample, comp)
 
         threads = torch.get_num_threads()
+        on_cpu = self.device.type == "cpu"
         try:
-            # skinny decode GEMMs run far below peak on a CPU: fuse q/k/v and gate/up there
-            with torch.inference_mode(), fused_projections(self.model, enabled=self.device.type == "cpu"):
-                _DecodeLoop(self, params, finish).run(rows)
+            # skinny decode GEMMs run far below peak on a CPU: fused and pre-packed weights there;
+            # decode attention skips the batch's left padding block by block
+            with (torch.inference_mode(), fused_projections(self.model, enabled=on_cpu),
+                  block_attention(self.model, enabled=on_cpu) as blocks):
+                _DecodeLoop(self, params, finish, blocks).run(rows)
         finally:
             torch.set_num_threads(threads)  # the tuner's choice does not leak to the caller
         return [[c for c in per if c is not None] for per in results]
@@ -178,9 +182,11 @@ class _DecodeLoop:
     PREFILL_TOKENS = 4096
     COMPACT_AT = 1 / 16
 
-    def __init__(self, gen: HFGenerator, params: SamplingParams, finish: Any) -> None:
+    def __init__(self, gen: HFGenerator, params: SamplingParams, finish: Any, blocks: bool = False) -> None:
         self.gen, self.params, self.finish = gen, params, finish
         self.model = gen.model
+        self.use_blocks = blocks  # the model runs `decode_attention`: pass it row blocks
+        self.blocks: list[tuple[int, int, int]] | None = None
         self.stop_strings = tuple(s for s in params.stop if s)
         # how many trailing tokens to decode when looking for a stop string
         self.tail = max((len(s) for s in self.stop_strings), default=0) + 4
@@ -210,6 +216,7 @@ class _DecodeLoop:
                 cache, mask = merge([(c, m) for c, m, _, _ in parts], self.params.max_new_tokens)
                 pos = torch.cat([p for _, _, p, _ in parts])
                 last = torch.cat([x for _, _, _, x in parts])
+                self._plan_blocks(mask)
             alive = self._advance(active, last)
             dead = len(active) - alive
             # Dropping rows copies the whole KV cache, so finished rows ride along (a few wasted
@@ -218,6 +225,7 @@ class _DecodeLoop:
                 cache, mask, pos, last, active = self._compact(cache, mask, pos, last, active)
                 if not active:
                     continue
+                self._plan_blocks(mask)
             mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
             pos = pos + 1
             logits = self.model(
@@ -227,8 +235,15 @@ class _DecodeLoop:
                 **{self.gen.cache_kw: cache},
                 use_cache=True,
                 logits_to_keep=1,
+                **({"decode_blocks": self.blocks} if self.blocks else {}),
             ).logits[:, -1, :]
             last = self._pick(logits, active)
+
+    def _plan_blocks(self, mask: Any) -> None:
+        """Row blocks for decode attention after the batch changed (merge or compaction)."""
+        if self.use_blocks:
+            blocks = row_blocks(mask)
+            self.blocks = blocks if len(blocks) > 1 else None
 
     @staticmethod
     def _compact(cache: Any, mask: Any, pos: Any, last: Any, active: list[_Row]) -> tuple[Any, ...]:
