@@ -14,7 +14,10 @@ the whole KV cache at every step, and pads. Here a small decode loop over the mo
   max_new_tokens), so the batch shrinks instead of decoding padding; when it has shrunk below
   half, waiting prompts are prefilled and merged into the running batch (continuous batching);
 - logits are computed for the last position only; attention masks for decode are built once
-  per step as a 4D boolean tensor, skipping transformers' mask machinery.
+  per step as a 4D boolean tensor, skipping transformers' mask machinery;
+- on CPU, while `generate` runs: sibling projections fused and every linear layer on a
+  pre-packed MKL weight (`fused.py`), and decode attention per block of rows over the columns
+  the block needs, skipping left padding (`decode_attention.py`).
 
 Greedy decoding picks the same tokens as one-at-a-time `generate` up to floating-point ties
 (batched matmuls sum in a different order); `benchmarks/eval_throughput.py` reports agreement.
