@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from tiny import make_tiny_model
 
@@ -21,9 +22,13 @@ def _batch():
     return ids, labels
 
 
-def test_cpu_loss_head_matches_trl_fused_head_in_loss_metrics_and_gradients(tiny_tokenizer):
+@pytest.mark.parametrize("chunk", [256, 5])  # one chunk; several, the last one partial
+def test_cpu_loss_head_matches_trl_fused_head_in_loss_metrics_and_gradients(tiny_tokenizer, monkeypatch, chunk):
     from trl.trainer.utils import add_fused_lm_head
 
+    from mathtune.train import cpu_speedups
+
+    monkeypatch.setattr(cpu_speedups, "TOKEN_CHUNK", chunk)
     ids, labels = _batch()
     outs = []
     for ours in (False, True):
