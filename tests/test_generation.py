@@ -199,6 +199,20 @@ def test_fused_projections_give_the_same_outputs_and_restore_the_model(tiny_toke
     assert all("forward" not in vars(m) for m in model.modules())  # class forwards are back
 
 
+def test_fused_projections_leave_a_forward_patched_on_the_instance_alone(tiny_model):
+    from mathtune.generation.fused import fused_projections
+
+    layer = tiny_model.model.layers[0].mlp.down_proj
+
+    def patched(x):  # e.g. training's fused LoRA dropout on `lora_A`
+        return torch.zeros(x.shape[:-1] + (layer.out_features,))
+
+    layer.forward = patched
+    with torch.no_grad(), fused_projections(tiny_model):
+        assert layer.forward is patched
+    assert layer.forward is patched
+
+
 def test_one_packed_weight_serves_every_row_count():
     from mathtune.generation.fused import _Group, _packing_works
 

@@ -73,8 +73,7 @@ class _Group:
 
         if self.packed is None:
             return torch.nn.functional.linear(x, self.weight, self.bias)
-        rows = x.numel() // x.shape[-1] if x.shape[-1] else 0
-        return torch.ops.mkl._mkl_linear(x, self.packed, self.weight, self.bias, rows)
+        return torch.ops.mkl._mkl_linear(x, self.packed, self.weight, self.bias, x.numel() // x.shape[-1])
 
     def output(self, x: Any, i: int) -> Any:
         if len(self.sizes) == 1:
@@ -114,8 +113,10 @@ def _packing_works() -> bool:
 def _plain_linear(m: Any) -> bool:
     import torch
 
-    # exactly nn.Linear: LoRA-wrapped or quantized layers keep their own forward
-    return type(m) is torch.nn.Linear
+    # exactly nn.Linear: LoRA-wrapped or quantized layers keep their own forward, and so does a
+    # layer whose forward someone already replaced on the instance (training's fused LoRA
+    # dropout patches `lora_A`): exiting the context deletes the instance forward
+    return type(m) is torch.nn.Linear and "forward" not in vars(m)
 
 
 def _groups(model: Any, pack: bool) -> list[tuple[list[Any], _Group]]:

@@ -145,8 +145,8 @@ class HFGenerator(Generator):
             # skinny decode GEMMs run far below peak on a CPU: fused and pre-packed weights there;
             # decode attention skips the batch's left padding block by block
             with (torch.inference_mode(), fused_projections(self.model, enabled=on_cpu),
-                  block_attention(self.model, enabled=on_cpu) as blocks):
-                _DecodeLoop(self, params, finish, blocks).run(rows)
+                  block_attention(self.model, enabled=on_cpu) as use_blocks):
+                _DecodeLoop(self, params, finish, use_blocks).run(rows)
         finally:
             torch.set_num_threads(threads)  # the tuner's choice does not leak to the caller
         return [[c for c in per if c is not None] for per in results]
@@ -185,10 +185,10 @@ class _DecodeLoop:
     PREFILL_TOKENS = 4096
     COMPACT_AT = 1 / 16
 
-    def __init__(self, gen: HFGenerator, params: SamplingParams, finish: Any, blocks: bool = False) -> None:
+    def __init__(self, gen: HFGenerator, params: SamplingParams, finish: Any, use_blocks: bool = False) -> None:
         self.gen, self.params, self.finish = gen, params, finish
         self.model = gen.model
-        self.use_blocks = blocks  # the model runs `decode_attention`: pass it row blocks
+        self.use_blocks = use_blocks  # the model runs `decode_attention`: pass it row blocks
         self.blocks: list[tuple[int, int, int]] | None = None
         self.stop_strings = tuple(s for s in params.stop if s)
         # how many trailing tokens to decode when looking for a stop string

@@ -128,7 +128,7 @@ def merge(parts: list[tuple[Any, Any]], room: int) -> tuple[Any, Any]:
     for m in masks:
         rows.append(rows[-1] + m.shape[0])
     out_mask = masks[0].new_zeros((rows[-1], width))
-    for m, r0, r1 in zip(masks, rows, rows[1:], strict=False):
+    for m, r0, r1 in zip(masks, rows[:-1], rows[1:], strict=True):
         out_mask[r0:r1, width - m.shape[1]:] = m
     first = parts[0][0]
     for i, layer in enumerate(first.layers):
@@ -137,7 +137,7 @@ def merge(parts: list[tuple[Any, Any]], room: int) -> tuple[Any, Any]:
         # values); the free room is written before it is read, so it is not cleared
         kbuf = layer.kbuf.new_empty((rows[-1], h, width + room, d))
         vbuf = torch.empty_like(kbuf)
-        for (cache, m), r0, r1 in zip(parts, rows, rows[1:], strict=False):
+        for (cache, m), r0, r1 in zip(parts, rows[:-1], rows[1:], strict=True):
             src = cache.layers[i]
             pad = width - m.shape[1]
             for buf, filled in ((kbuf, src.keys), (vbuf, src.values)):
