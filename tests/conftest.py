@@ -12,6 +12,13 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_BENCHMARKS = Path(os.environ.get("MATHTUNE_SHARED_BENCHMARKS", REPO.parent / "shared" / "data" / "benchmarks"))
 
 
+@pytest.fixture(params=["fp32", "bf16"])
+def dtype(request) -> str:
+    """Both compute dtypes, whatever the host CPU prefers: bf16 runs everywhere (only slower on
+    CPUs without AVX512-BF16/AMX), so a dtype bug fails on every machine, not only on one kind."""
+    return request.param
+
+
 @pytest.fixture(scope="session")
 def tiny_tokenizer():
     return make_tiny_tokenizer()

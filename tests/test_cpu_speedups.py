@@ -22,8 +22,17 @@ def _batch():
     return ids, labels
 
 
+def _autocast(dtype: str):
+    """What Trainer does with `bf16=True` on a CPU: bf16 base weights, fp32 adapters, autocast."""
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bf16")
+
+
+def _tolerance(dtype: str) -> dict:
+    return {"atol": 1e-6, "rtol": 1e-4} if dtype == "fp32" else {"atol": 1e-3, "rtol": 2e-2}
+
+
 @pytest.mark.parametrize("chunk", [256, 5])  # one chunk; several, the last one partial
-def test_cpu_loss_head_matches_trl_fused_head_in_loss_metrics_and_gradients(tiny_tokenizer, monkeypatch, chunk):
+def test_cpu_loss_head_matches_trl_fused_head_in_loss_metrics_and_gradients(tiny_tokenizer, monkeypatch, chunk, dtype):
     from trl.trainer.utils import add_fused_lm_head
 
     from mathtune.train import cpu_speedups
@@ -32,20 +41,25 @@ def test_cpu_loss_head_matches_trl_fused_head_in_loss_metrics_and_gradients(tiny
     ids, labels = _batch()
     outs = []
     for ours in (False, True):
-        model = make_tiny_model(tiny_tokenizer).train()
+        model = make_tiny_model(tiny_tokenizer).train().to(torch.bfloat16 if dtype == "bf16" else torch.float32)
         add_fused_lm_head(model, outputs=("log_probs", "entropy", "is_top1"))
         if ours:
             assert install_cpu_loss_head(model)
-        out = model(input_ids=ids, labels=labels, fused_lm_head=True)
+        with _autocast(dtype):
+            out = model(input_ids=ids, labels=labels, fused_lm_head=True)
         out.loss.backward()
         grads = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
         outs.append((out, grads, model))
     (ref, g_ref, _), (got, g_got, model) = outs
-    torch.testing.assert_close(got.loss, ref.loss)
-    torch.testing.assert_close(got.log_probs, ref.log_probs)
-    torch.testing.assert_close(got.entropy, ref.entropy, atol=1e-5, rtol=1e-5)
-    assert torch.equal(got.is_top1, ref.is_top1) and torch.equal(got.label_mask, ref.label_mask)
-    torch.testing.assert_close(g_got, g_ref, atol=1e-6, rtol=1e-4)
+    bf16 = {} if dtype == "fp32" else {"atol": 2e-2, "rtol": 2e-2}
+    torch.testing.assert_close(got.loss, ref.loss, **bf16)
+    torch.testing.assert_close(got.log_probs, ref.log_probs, **bf16)
+    torch.testing.assert_close(got.entropy, ref.entropy, **(bf16 or {"atol": 1e-5, "rtol": 1e-5}))
+    assert torch.equal(got.label_mask, ref.label_mask)
+    if dtype == "fp32":  # bf16 rounding can flip a near-tie between the top two logits
+        assert torch.equal(got.is_top1, ref.is_top1)
+    assert g_got.dtype == g_ref.dtype
+    torch.testing.assert_close(g_got.float(), g_ref.float(), **_tolerance(dtype))
     assert model.get_output_embeddings().weight.grad.abs().sum() > 0  # the (tied) head's gradient flows too
     # and the plain forward (generation, eval) is the model's own
     with torch.no_grad():
@@ -62,13 +76,15 @@ def test_drop_mask_has_the_asked_probability_in_both_halves_of_each_random_word(
     assert not torch.equal(mask, bernoulli_drop_mask((512, 1001), 0.1, "cpu"))
 
 
-def test_fused_lora_dropout_gradients_equal_dropout_with_the_same_mask(tiny_tokenizer, monkeypatch):
+def test_fused_lora_dropout_gradients_equal_dropout_with_the_same_mask(tiny_tokenizer, monkeypatch, dtype):
     from peft import LoraConfig, get_peft_model
 
     from mathtune.train import cpu_speedups
 
-    model = get_peft_model(make_tiny_model(tiny_tokenizer), LoraConfig(
+    base = make_tiny_model(tiny_tokenizer).to(torch.bfloat16 if dtype == "bf16" else torch.float32)
+    model = get_peft_model(base, LoraConfig(
         r=4, lora_alpha=8, lora_dropout=0.3, target_modules="all-linear", task_type="CAUSAL_LM")).train()
+    assert all(p.dtype == torch.float32 for n, p in model.named_parameters() if "lora_" in n)  # PEFT upcasts
     masks: list[torch.Tensor] = []
     real = cpu_speedups.bernoulli_drop_mask
     monkeypatch.setattr(cpu_speedups, "bernoulli_drop_mask", lambda *a: masks.append(real(*a)) or masks[-1])
@@ -78,7 +94,9 @@ def test_fused_lora_dropout_gradients_equal_dropout_with_the_same_mask(tiny_toke
             if "lora_B" in n:
                 p.normal_(0, 0.1)  # B starts at zero: give the adapters something to do
     ids, labels = _batch()
-    model(input_ids=ids, labels=labels).loss.backward()
+    with _autocast(dtype):
+        loss = model(input_ids=ids, labels=labels).loss
+    loss.backward()
     fused = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
     assert len(masks) == 14 and all(0.2 < m.float().mean() < 0.4 for m in masks)
 
@@ -90,11 +108,14 @@ def test_fused_lora_dropout_gradients_equal_dropout_with_the_same_mask(tiny_toke
             del module.forward  # the plain nn.Linear again
             module.register_forward_pre_hook(
                 lambda m, args: (torch.where(next(replay), 0.0, args[0] / (1 - 0.3)),))
-    model(input_ids=ids, labels=labels).loss.backward()
+    with _autocast(dtype):
+        loss = model(input_ids=ids, labels=labels).loss
+    loss.backward()
     ref = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
     assert fused.keys() == ref.keys() and len(fused) == 28
     for n in fused:
-        torch.testing.assert_close(fused[n], ref[n], atol=1e-6, rtol=1e-4, msg=n)
+        assert fused[n].dtype == torch.float32, n  # fp32 adapters get fp32 gradients in both dtypes
+        torch.testing.assert_close(fused[n], ref[n], **_tolerance(dtype), msg=n)
 
 
 def test_no_dropout_leaves_lora_layers_alone(tiny_tokenizer):

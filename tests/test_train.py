@@ -25,8 +25,8 @@ def examples(n: int = 48) -> list[dict]:
              "answer": str(2 * i + 1)} for i in range(n)]
 
 
-def recipe(model_dir: Path, out: Path, **over) -> dict:
-    r = {"model": {"name": str(model_dir)},
+def recipe(model_dir: Path, out: Path, dtype: str = "fp32", **over) -> dict:
+    r = {"model": {"name": str(model_dir), "dtype": dtype},
          "method": {"kind": "lora", "r": 4, "dropout": 0.0},
          "data": {"examples": examples(), "prompt": "chat-boxed", "validation": 8},
          "run": {"output_dir": str(out), "progress": "none", "plot": False},
@@ -51,9 +51,9 @@ class Snapshot(TrainerCallback):
         self.after = {n: p.detach().clone() for n, p in model.named_parameters()}
 
 
-def test_lora_trains_adapters_only_and_loss_falls(tiny_model_dir, tmp_path):
+def test_lora_trains_adapters_only_and_loss_falls(tiny_model_dir, tmp_path, dtype):
     snap = Snapshot()
-    res = train(recipe(tiny_model_dir, tmp_path / "run", trainer__max_steps=12), callbacks=[snap])
+    res = train(recipe(tiny_model_dir, tmp_path / "run", dtype, trainer__max_steps=12), callbacks=[snap])
     assert snap.trainable and all("lora_" in n for n in snap.trainable)
     for name, before in snap.before.items():
         changed = not torch.equal(before, snap.after[name])
@@ -68,9 +68,9 @@ def test_lora_trains_adapters_only_and_loss_falls(tiny_model_dir, tmp_path):
     assert TrainRecipe.load(res.run_dir / "config.yaml").method.r == 4  # resolved recipe reloads
 
 
-def test_prompt_tokens_carry_no_loss_and_end_of_turn_does(tiny_model_dir, tiny_tokenizer, tmp_path):
+def test_prompt_tokens_carry_no_loss_and_end_of_turn_does(tiny_model_dir, tiny_tokenizer, tmp_path, dtype):
     snap = Snapshot()
-    train(recipe(tiny_model_dir, tmp_path / "run", trainer__max_steps=1, data__validation=0), callbacks=[snap])
+    train(recipe(tiny_model_dir, tmp_path / "run", dtype, trainer__max_steps=1, data__validation=0), callbacks=[snap])
     batch = snap.batch
     assert "attention_mask" not in batch and batch["input_ids"].shape[0] == 1  # padding-free: one flat row
     ids, labels, pos = batch["input_ids"][0], batch["labels"][0], batch["position_ids"][0]
@@ -150,8 +150,8 @@ def test_varlen_attention_matches_sdpa_in_loss_and_gradients_and_keeps_padding(t
         assert torch.equal(out, ref.generate(ids, attention_mask=mask, max_new_tokens=4, do_sample=False))
 
 
-def test_resume_after_interruption_reproduces_loss_curve(tiny_model_dir, tmp_path):
-    base = recipe(tiny_model_dir, tmp_path / "full", method__dropout=0.1, trainer__max_steps=8, trainer__save_steps=4,
+def test_resume_after_interruption_reproduces_loss_curve(tiny_model_dir, tmp_path, dtype):
+    base = recipe(tiny_model_dir, tmp_path / "full", dtype, method__dropout=0.1, trainer__max_steps=8, trainer__save_steps=4,
                   trainer__eval_steps=4)
     full = train(base)
     ref = {r["step"]: r["loss"] for r in read_metrics(full.run_dir / "metrics.jsonl") if "loss" in r}
@@ -181,8 +181,8 @@ class PoisonAt(TrainerCallback):
                 next(p for n, p in model.named_parameters() if "lora_B" in n).fill_(float("nan"))
 
 
-def test_nan_loss_stops_with_clear_message_and_keeps_last_good_checkpoint(tiny_model_dir, tmp_path):
-    r = recipe(tiny_model_dir, tmp_path / "run", trainer__max_steps=10, trainer__save_steps=2, trainer__eval_steps=2)
+def test_nan_loss_stops_with_clear_message_and_keeps_last_good_checkpoint(tiny_model_dir, tmp_path, dtype):
+    r = recipe(tiny_model_dir, tmp_path / "run", dtype, trainer__max_steps=10, trainer__save_steps=2, trainer__eval_steps=2)
     with pytest.raises(MathtuneError) as e:
         train(r, callbacks=[PoisonAt(3)])
     msg = str(e.value)
@@ -195,9 +195,9 @@ def test_qlora_on_cpu_is_a_clear_error(tiny_model_dir, tmp_path):
         train(recipe(tiny_model_dir, tmp_path / "run", method__kind="qlora", model__device="cpu"))
 
 
-def test_embeddings_train_at_their_own_learning_rate(tiny_model_dir, tmp_path):
+def test_embeddings_train_at_their_own_learning_rate(tiny_model_dir, tmp_path, dtype):
     snap = Snapshot()
-    train(recipe(tiny_model_dir, tmp_path / "run", trainer__max_steps=2, data__validation=0,
+    train(recipe(tiny_model_dir, tmp_path / "run", dtype, trainer__max_steps=2, data__validation=0,
                  method__train_embeddings=True, method__train_lm_head=True, method__embedding_lr=1e-5),
           callbacks=[snap])
     lrs = [lr for lr, n in snap.groups if n]
@@ -206,23 +206,23 @@ def test_embeddings_train_at_their_own_learning_rate(tiny_model_dir, tmp_path):
     assert emb and any(not torch.equal(snap.before[n], snap.after[n]) for n in emb)
 
 
-def test_full_finetune_and_dora(tiny_model_dir, tmp_path):
-    full = train(recipe(tiny_model_dir, tmp_path / "full", method__kind="full", trainer__max_steps=2,
+def test_full_finetune_and_dora(tiny_model_dir, tmp_path, dtype):
+    full = train(recipe(tiny_model_dir, tmp_path / "full", dtype, method__kind="full", trainer__max_steps=2,
                         trainer__learning_rate=1e-4, data__validation=0))
     assert full.model_dir and (full.model_dir / "model.safetensors").is_file() and full.adapter_dir is None
-    dora = train(recipe(tiny_model_dir, tmp_path / "dora", method__kind="dora", method__merge=True,
+    dora = train(recipe(tiny_model_dir, tmp_path / "dora", dtype, method__kind="dora", method__merge=True,
                         trainer__max_steps=2, data__validation=0))
     assert json.loads((dora.adapter_dir / "adapter_config.json").read_text())["use_dora"] is True
     assert (dora.merged_dir / "model.safetensors").is_file()
 
 
-def test_cpt_trains_on_raw_blocks_without_masking(tiny_model_dir, tmp_path):
+def test_cpt_trains_on_raw_blocks_without_masking(tiny_model_dir, tmp_path, dtype):
     corpus = tmp_path / "papers"
     corpus.mkdir()
     for i in range(6):
         (corpus / f"p{i}.tex").write_text("\\section{Intro} Let $x^2 + 2x = 3$. Then x = 1. " * (10 + i))
     snap = Snapshot()
-    res = train({"stage": "cpt", "model": {"name": str(tiny_model_dir)},
+    res = train({"stage": "cpt", "model": {"name": str(tiny_model_dir), "dtype": dtype},
                  "method": {"r": 4, "train_embeddings": True, "embedding_lr": 1e-5},
                  "data": {"path": str(corpus), "block_size": 64, "validation": 1},
                  "run": {"output_dir": str(tmp_path / "run"), "progress": "none", "plot": False},
@@ -232,15 +232,15 @@ def test_cpt_trains_on_raw_blocks_without_masking(tiny_model_dir, tmp_path):
     assert res.metrics["global_step"] == 2
 
 
-def test_jsonl_gsm8k_format_and_unknown_trainer_key(tiny_model_dir, tmp_path):
+def test_jsonl_gsm8k_format_and_unknown_trainer_key(tiny_model_dir, tmp_path, dtype):
     data = tmp_path / "gsm.jsonl"
     data.write_text("".join(json.dumps({"question": f"What is {i}*2?", "answer": f"{i}*2={2 * i}\n#### {2 * i}"}) + "\n"
-                            for i in range(12)) + "not json\n")
-    res = train(recipe(tiny_model_dir, tmp_path / "run", data={"path": str(data), "validation": 0},
+                            for i in range(12)))  # a malformed line: tests/test_train_data.py
+    res = train(recipe(tiny_model_dir, tmp_path / "run", dtype, data={"path": str(data), "validation": 0},
                        trainer__max_steps=1))
     assert res.metrics["global_step"] == 1
     with pytest.raises(MathtuneError, match="did you mean 'trainer.learning_rate'"):
-        train(recipe(tiny_model_dir, tmp_path / "run2", trainer={"learnign_rate": 1e-3}))
+        train(recipe(tiny_model_dir, tmp_path / "run2", dtype, trainer={"learnign_rate": 1e-3}))
 
 
 def test_cli_check_validates_trainer_block(tmp_path, capsys):
@@ -253,9 +253,9 @@ def test_cli_check_validates_trainer_block(tmp_path, capsys):
     assert "cosinus" in capsys.readouterr().err  # one clear line naming the bad value
 
 
-def test_early_stopping_with_patience(tiny_model_dir, tmp_path):
+def test_early_stopping_with_patience(tiny_model_dir, tmp_path, dtype):
     # learning rate 0: the validation loss never improves, so patience 2 stops after the 3rd eval
-    res = train(recipe(tiny_model_dir, tmp_path / "run", trainer__max_steps=20, trainer__learning_rate=0.0,
+    res = train(recipe(tiny_model_dir, tmp_path / "run", dtype, trainer__max_steps=20, trainer__learning_rate=0.0,
                        trainer__eval_steps=2, trainer__save_steps=2, run__early_stopping_patience=2))
     assert res.metrics["global_step"] == 6
     assert res.best_checkpoint.endswith("checkpoint-2")

@@ -55,12 +55,10 @@ def _write_sets(out: Path, args: argparse.Namespace) -> tuple[Path, Path]:
 
 
 def _evaluate(model: str, test_path: Path, out_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
-    from ..eval import load_config, run_eval
+    from ..eval import EvalConfig, run_eval
 
-    cfg = load_config(overrides=[
-        f"model={model}", f"benchmark={test_path}", f"fields={TEST_FIELDS}", "prompt=chat-boxed",
-        f"max_new_tokens={args.max_new_tokens}", f"seed={args.seed}", f"output={out_dir}",
-    ])
+    cfg = EvalConfig(model=model, benchmark=str(test_path), fields=TEST_FIELDS, prompt="chat-boxed",
+                     max_new_tokens=args.max_new_tokens, seed=args.seed, output=str(out_dir))
     result = run_eval(cfg)
     m = result.metrics
     print(f"  accuracy {m['accuracy']['value']:.1%} (95% CI {m['accuracy']['ci95'][0]:.1%}-"

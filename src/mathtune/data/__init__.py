@@ -6,6 +6,8 @@ Public API for other stages (import only these):
     out = build_dataset("recipes/data/gsm8k_synth_mix.yaml", "runs/data/mix")
     train = read_split(out, "train")            # list[Example]
     extra = synth.generate(100, families=["arithmetic"], levels=[1, 2], seed=0)
+    rows = read_examples("my.jsonl")            # any local file, the `file` source's layouts
+    ordered = curriculum_order(train, random.Random(0), pacing="baby-steps")
 
 CLI: `mathtune data build RECIPE [key=value ...]`, `mathtune data show DIR`.
 """
@@ -13,8 +15,12 @@ CLI: `mathtune data build RECIPE [key=value ...]`, `mathtune data show DIR`.
 from __future__ import annotations
 
 from . import synth
-from .build import build_dataset, read_blocks, read_split
-from .recipe import DataRecipe, SourceSpec
+from .build import build_dataset, read_blocks, read_card, read_split
+from .mix import PACINGS, Pacing, curriculum_order, train_validation_split
+from .recipe import CorpusSpec, DataRecipe, SourceSpec
 from .schema import Example
+from .sources import examples_from_rows, read_examples
 
-__all__ = ["DataRecipe", "Example", "SourceSpec", "build_dataset", "read_blocks", "read_split", "synth"]
+__all__ = ["PACINGS", "CorpusSpec", "DataRecipe", "Example", "Pacing", "SourceSpec", "build_dataset",
+           "curriculum_order", "examples_from_rows", "read_blocks", "read_card", "read_examples", "read_split",
+           "synth", "train_validation_split"]

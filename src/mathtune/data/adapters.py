@@ -192,7 +192,34 @@ def gsm_hard(row: Row, ctx: RowContext) -> Example:
                    source="gsm-hard", domain="word_problems")
 
 
+def _chat_problem(messages: Any) -> tuple[str, str] | None:
+    """(first user turn, last assistant turn) of a chat-only row."""
+    if isinstance(messages, str):
+        import json
+
+        messages = json.loads(messages) if messages.strip() else None
+    if not isinstance(messages, list):
+        return None
+    user = next((m.get("content") for m in messages if isinstance(m, dict) and m.get("role") == "user"), None)
+    last = messages[-1] if messages and isinstance(messages[-1], dict) else {}
+    return (str(user), str(last.get("content") or "")) if user and last.get("role") == "assistant" else None
+
+
 def generic_file(row: Row, ctx: RowContext) -> Example:
+    """Rows in the Example layout (problem, solution and/or answer), or in the other common ones:
+    GSM8K's question/answer ("... #### 72"), prompt/completion (prompt = the problem text), chat
+    `messages` only (problem = the first user turn, solution = the final assistant turn)."""
+    if row.get("problem") is None:
+        if row.get("question") is not None and "####" in str(row.get("answer") or ""):
+            ex = gsm8k(row, ctx)
+            ex.source, ex.id = ctx.source, str(row.get("id") or stable_id(ctx.source, ex.problem))
+            return ex
+        chat = _chat_problem(row.get("messages"))
+        alias = ("question", "answer") if row.get("question") is not None else ("prompt", "completion")
+        if chat is not None:
+            row = {**row, "problem": chat[0], "solution": row.get("solution") or chat[1]}
+        elif row.get(alias[0]) is not None:
+            row = {**row, "problem": row[alias[0]], "solution": row.get("solution", row.get(alias[1]))}
     problem = str(need(row, "problem", ctx.where, ctx.key))
     solution = row.get("solution")
     answer = row.get("answer")

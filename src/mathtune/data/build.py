@@ -215,3 +215,16 @@ def read_blocks(directory: str | Path) -> list[list[int]]:
     if not path.is_file():
         raise MathtuneError(f"no blocks.parquet in {directory}", "build a kind: cpt recipe first")
     return pq.read_table(path, columns=["input_ids"]).column("input_ids").to_pylist()
+
+
+def read_card(directory: str | Path) -> dict[str, Any]:
+    """The data card (`card.json`) of a built dataset directory; {} when it has none."""
+    import json
+
+    path = Path(directory) / "card.json"
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as e:
+        raise MathtuneError(f"unreadable data card {path}: {e}", "rebuild the dataset with `mathtune data build`") from None

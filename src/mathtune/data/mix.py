@@ -53,12 +53,9 @@ def load_tokenizer(name_or_path: str) -> Any:
 
     path: Any = name_or_path
     if not Path(name_or_path).expanduser().is_dir():
-        try:
-            from ..models import resolve_model  # shared module; may not pull when offline
+        from ..models import resolve_model  # a catalogue name or hub id; a clear error when offline
 
-            path = resolve_model(name_or_path, pull=True)
-        except ImportError:
-            path = name_or_path
+        path = resolve_model(name_or_path, pull=True)
     try:
         return AutoTokenizer.from_pretrained(str(path))
     except Exception as e:
@@ -93,11 +90,8 @@ def _filters(spec: FilterSpec, lengths: dict[str, int]) -> list[tuple[str, str, 
 
 
 def _verified(ex: Example) -> bool:
-    try:
-        from ..grading import grade
-    except ImportError:
-        raise MathtuneError("filters.verify_answers needs mathtune.grading, which is not installed in this checkout",
-                            "set filters.verify_answers=false") from None
+    from ..grading import grade
+
     return bool(grade(ex.solution, ex.answer).correct)
 
 
@@ -199,12 +193,34 @@ def _quotas(groups: dict[str, list[Example]], weights: dict[str, float], size: i
     return quotas
 
 
-def curriculum_order(examples: Sequence[Example], rng: random.Random) -> list[Example]:
-    """Easy -> hard by difficulty (unknown difficulty counts as 3), random within a level."""
+Pacing = Literal["sorted", "baby-steps"]
+PACINGS: tuple[str, ...] = ("sorted", "baby-steps")
+
+
+def level(ex: Example) -> int:
+    """An example's curriculum level: its difficulty, 3 when unknown."""
+    return 3 if ex.difficulty is None else ex.difficulty
+
+
+def curriculum_order(examples: Sequence[Example], rng: random.Random, pacing: Pacing = "sorted") -> list[Example]:
+    """Easy -> hard by difficulty (unknown difficulty counts as 3), random within a level.
+
+    `sorted`: every example once, in level order. `baby-steps` (Spitkovsky et al. 2010): one phase
+    per level k, each training on every example of level <= k, shuffled within the phase; easy
+    examples come back in later phases, so the run sees len(levels) phases of growing size."""
     out = list(examples)
     rng.shuffle(out)
-    out.sort(key=lambda e: 3 if e.difficulty is None else e.difficulty)
-    return out
+    out.sort(key=level)
+    if pacing == "sorted":
+        return out
+    if pacing != "baby-steps":
+        raise MathtuneError(f"unknown curriculum pacing {pacing!r}", f"use one of: {', '.join(PACINGS)}")
+    phases: list[Example] = []
+    for k in sorted({level(e) for e in out}):
+        phase = [e for e in out if level(e) <= k]
+        rng.shuffle(phase)
+        phases += phase
+    return phases
 
 
 def train_validation_split(

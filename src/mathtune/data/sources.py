@@ -17,14 +17,13 @@ import functools
 import logging
 import os
 import random
-import socket
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
+from ..benchmarks import hub_unreachable
 from ..errors import MathtuneError, unknown_name_error
 from . import adapters
 from .adapters import Adapter, RowContext
@@ -178,21 +177,6 @@ def _hub_rows(sdef: SourceDef, spec: SourceSpec, seed: int) -> Iterator[tuple[st
 
 
 @functools.cache
-def hub_unreachable() -> str | None:
-    """Why the Hub cannot be reached (one quick probe per process), or None.
-
-    Without network, `datasets` retries each request for ~20 s; probing once first turns that
-    into an immediate, named error. With HF_HUB_OFFLINE=1 `datasets` answers from its cache."""
-    if any(os.environ.get(v, "").lower() in ("1", "true", "yes", "on") for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")):
-        return None
-    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
-    try:
-        socket.create_connection((host, 443), timeout=3).close()
-    except OSError as e:
-        return f"the Hugging Face Hub ({host}) is unreachable: {e}"
-    return None
-
-
 def load_hub_dataset(hub_id: str, config: str | None, split: str, streaming: bool = False) -> Any:
     """`datasets.load_dataset`, failing fast when the Hub is unreachable (raises RuntimeError)."""
     reason = hub_unreachable()
@@ -263,3 +247,16 @@ def load_with_fallbacks(
     tried = ", ".join(a.name for a in attempts)
     raise MathtuneError(f"no usable source for {key} (tried {tried}): {notes[-1]}",
                         "connect to the Hub, pass --data-dir, or add a fallback such as 'synth'")
+
+
+def read_examples(path: str | Path, label: str | None = None) -> list[Example]:
+    """Every example of a local JSONL/JSON/CSV/Parquet file or directory (the `file` source:
+    Example columns, GSM8K question/answer, prompt/completion or chat messages). Malformed lines
+    are one error naming the file and line."""
+    spec = SourceSpec(name="file", path=str(path), options={"label": label} if label else {})
+    return load_source(spec, key="data.path")
+
+
+def examples_from_rows(rows: list[Row], key: str = "data.examples", label: str = "inline") -> list[Example]:
+    """Examples from in-memory rows in any layout `read_examples` accepts."""
+    return [adapters.generic_file(row, RowContext(label, f"{key}[{i}]", key)) for i, row in enumerate(rows)]

@@ -173,14 +173,20 @@ def install_cpu_loss_head(model: Any) -> bool:
 
 
 @functools.cache
-def _dropout_linear_fn() -> Any:
-    """autograd.Function for `linear(dropout(x), A)` saving a byte mask (built on first use)."""
+def _dropout_linear_fn(device_type: str = "cpu") -> Any:
+    """autograd.Function for `linear(dropout(x), A)` saving a byte mask (built on first use, one
+    per device type: `custom_fwd`/`custom_bwd` need it to replay autocast in backward)."""
     import torch
 
     class DropoutLinear(torch.autograd.Function):
         # (s * (x . keep)) A^T = s * ((x . keep) A^T): the 1/(1-p) scale is applied to the
-        # rank-r side, and masking is one masked_fill, so each pass over x happens once
+        # rank-r side, and masking is one masked_fill, so each pass over x happens once.
+        # Under autocast (TRL's bf16=True on a CPU with fast bf16) the forward product runs in
+        # bf16 and grad_out arrives in bf16 while the adapter weight is fp32: custom_bwd runs
+        # backward under the forward's autocast state, so its products cast the same way
+        # (without it: "expected m1 and m2 to have the same dtype").
         @staticmethod
+        @torch.amp.custom_fwd(device_type=device_type)
         def forward(ctx, x, weight, p):  # type: ignore[override]
             drop = bernoulli_drop_mask(x.shape, p, x.device)
             ctx.save_for_backward(x, weight, drop)
@@ -188,6 +194,7 @@ def _dropout_linear_fn() -> Any:
             return (x.masked_fill(drop, 0.0) @ weight.t()).mul_(ctx.scale)
 
         @staticmethod
+        @torch.amp.custom_bwd(device_type=device_type)
         def backward(ctx, grad_out):  # type: ignore[override]
             x, weight, drop = ctx.saved_tensors
             g = grad_out * ctx.scale
@@ -216,7 +223,7 @@ def bernoulli_drop_mask(shape: Any, p: float, device: Any) -> Any:
 
 def _lora_a_forward(self: Any, x: Any) -> Any:
     if self.training and self.mathtune_dropout > 0:
-        return _dropout_linear_fn().apply(x, self.weight, self.mathtune_dropout)
+        return _dropout_linear_fn(x.device.type).apply(x, self.weight, self.mathtune_dropout)
     return type(self).forward(self, x)
 
 

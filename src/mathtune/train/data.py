@@ -1,4 +1,21 @@
-"""Training data: load examples from any supported source and tokenize them for the trainer.
+"""Training data: the data stage's `Example`s (SFT) or token blocks (CPT), tokenized for the trainer.
+
+The train stage reads nothing itself: every source goes through `mathtune.data`'s public API,
+so there is one row schema (`Example`) from reading to tokenizing and one reader per format.
+
+- `data.recipe`: built once into `<run>/data` by `build_dataset`; its train and validation splits
+  are used as built (never re-split), in the order the data stage wrote them.
+- `data.path`: a built dataset dir (`read_split`), a built CPT corpus (`read_blocks`), any local
+  file (`read_examples`: Example columns, GSM8K question/answer, prompt/completion, chat), or
+  for CPT raw .txt/.tex/.md text, built into `<run>/data` by the data stage's corpus builder.
+- `data.examples` (inline rows, `examples_from_rows`) and `data.synth` (`synth.generate`).
+Sources with no validation split are split by `train_validation_split`, which keeps the train
+order.
+
+Curriculum: when the built data says so (its card's `curriculum: true`) or the recipe sets
+`data.curriculum: true`, the training examples are in difficulty order (`curriculum_order`,
+optional `data.pacing: baby-steps`) and `sft.trainer_settings` gives Trainer a sequential
+sampler, so they reach the optimizer in that order.
 
 SFT examples are formatted with the same `mathtune.prompts` style evaluation uses:
 `style.render(problem, tokenizer)` is the prompt, `style.completion(solution, answer)` plus the
@@ -8,58 +25,128 @@ dataset with `input_ids` and `labels` (-100 on the prompt), because
   templates that already write it (Llama/TinyLlama/Mistral), and
 - the completion must end with the chat template's end-of-turn token (`<|im_end|>`,
   `<|eot_id|>`, `</s>`), which is not always the tokenizer's `eos_token`.
-TRL still truncates, packs and collates this dataset (it skips only its own tokenization).
-
-CPT uses `blocks.parquet` (column `input_ids`) of a built corpus, or raw .txt/.tex/.md text
-which is tokenized, joined with EOS and cut into `block_size` blocks; every token carries loss.
+TRL still collates (and on GPUs packs) this dataset; it skips only its own tokenization.
 """
 
 from __future__ import annotations
 
-import json
 import random
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import MathtuneError
-from ..files import read_jsonl
 from ..prompts import PromptStyle
 from .recipe import DataSpec
 
-Row = dict[str, Any]
 TEXT_SUFFIXES = (".txt", ".tex", ".md")
 _SENTINEL = "MATHTUNE_SENTINEL_7f3a"
+
+
+@dataclass
+class TrainData:
+    """What the trainer gets: SFT `Example`s or CPT token blocks, and whether order matters."""
+
+    train: list[Any]
+    validation: list[Any]
+    curriculum: bool = False
 
 
 # --------------------------------------------------------------------------- loading
 
 
-def load_rows(spec: DataSpec, stage: str, work_dir: Path) -> tuple[list[Row], list[Row]]:
-    """(train, validation) rows from the one source the data spec names."""
-    if spec.synth is not None:
-        from mathtune.data import synth
+def load_data(spec: DataSpec, stage: str, work_dir: Path, tokenizer: Any) -> TrainData:
+    """(train, validation) from the one source the data spec names, through the data stage."""
+    from mathtune import data
 
-        rows = [_example_row(e) for e in synth.generate(spec.synth.n, families=spec.synth.families,
-                                                      levels=spec.synth.levels, seed=spec.synth.seed)]
-        return _split(rows, spec)
-    if spec.examples is not None:
-        rows = [_normalise(r, f"data.examples[{i}]") for i, r in enumerate(spec.examples)]
-        return _split(rows, spec)
     if spec.recipe is not None:
-        from mathtune.data import build_dataset
-
-        out = work_dir / "data"
-        from accelerate import PartialState
-
-        with PartialState().main_process_first():  # under accelerate launch: rank 0 builds, the others wait
-            if not _is_built(out):  # built once per run dir; a resumed run reuses it (same data order)
-                build_dataset(data_recipe(spec), out, data_dir=spec.data_dir,
-                              overrides=spec.recipe_overrides if isinstance(spec.recipe, str) else ())
-        return _load_path(out, spec, stage)
+        out = _build_once(spec, work_dir / "data", tokenizer)
+        return _from_built(out, spec, stage)
+    if spec.synth is not None:
+        return _examples(data.synth.generate(spec.synth.n, families=spec.synth.families, levels=spec.synth.levels,
+                                             seed=spec.synth.seed), spec, stage)
+    if spec.examples is not None:
+        return _examples(data.examples_from_rows(spec.examples), spec, stage)
     if spec.path is None:
         raise MathtuneError("the train recipe names no data",
                             "set data.path (dataset dir or JSONL), data.recipe, data.synth or data.examples")
-    return _load_path(Path(spec.path).expanduser(), spec, stage)
+    path = Path(spec.path).expanduser()
+    if not path.exists():
+        raise MathtuneError(f"training data not found: {path}",
+                            "point data.path at a built dataset dir, a .jsonl/.parquet file or a text corpus dir")
+    if (path / "train.parquet").is_file() or (path / "blocks.parquet").is_file():
+        return _from_built(path, spec, stage)
+    if stage == "cpt" and _text_files(path):
+        corpus = data.DataRecipe(kind="cpt", corpus=data.CorpusSpec(inputs=[str(path)], block_size=spec.block_size,
+                                                                     dedup=False))
+        return _from_built(_build_once(spec, work_dir / "data", tokenizer, corpus), spec, stage)
+    return _examples(data.read_examples(path), spec, stage)
+
+
+def _text_files(path: Path) -> bool:
+    return path.suffix in TEXT_SUFFIXES or (path.is_dir() and any(p.suffix in TEXT_SUFFIXES for p in path.rglob("*")))
+
+
+def _build_once(spec: DataSpec, out: Path, tokenizer: Any, recipe: Any = None) -> Path:
+    """Build the data recipe into the run dir once; a resumed run reuses it (same data order)."""
+    from accelerate import PartialState
+
+    from mathtune.data import build_dataset
+
+    with PartialState().main_process_first():  # under accelerate launch: rank 0 builds, the others wait
+        if not ((out / "train.parquet").is_file() or (out / "blocks.parquet").is_file()):
+            overrides = spec.recipe_overrides if isinstance(spec.recipe, str) and recipe is None else ()
+            build_dataset(recipe or data_recipe(spec), out, data_dir=spec.data_dir, overrides=overrides,
+                          tokenizer=tokenizer if recipe is not None else None)
+    return out
+
+
+def _from_built(path: Path, spec: DataSpec, stage: str) -> TrainData:
+    from mathtune import data
+
+    if (path / "blocks.parquet").is_file():
+        if stage != "cpt":
+            raise MathtuneError(f"{path} is a CPT corpus (blocks.parquet)", "use stage: cpt to train on it")
+        blocks = data.read_blocks(path)
+        train, val = data.train_validation_split(blocks, min(spec.validation, max(len(blocks) - 1, 0)),
+                                                 random.Random(spec.seed))
+        return TrainData(_limit(train, spec), _cap(val, spec))
+    if stage == "cpt":
+        raise MathtuneError(f"{path} is an SFT dataset (train.parquet), not a corpus", "use stage: sft for it")
+    train = data.read_split(path, "train")
+    val = data.read_split(path, "validation") if (path / "validation.parquet").is_file() else None
+    built_order = bool(data.read_card(path).get("curriculum"))
+    if val is None:
+        return _examples(train, spec, stage, built_order)
+    train, curriculum = _ordered(train, spec, built_order)
+    return TrainData(_limit(train, spec), _cap(val, spec), curriculum)
+
+
+def _ordered(train: list[Any], spec: DataSpec, built_order: bool) -> tuple[list[Any], bool]:
+    """The training order: a curriculum when the recipe asks or (unset) the built data is one.
+    Built curriculum order is kept as written unless another pacing is asked for."""
+    from mathtune import data
+
+    curriculum = built_order if spec.curriculum is None else spec.curriculum
+    if curriculum and not (built_order and spec.pacing == "sorted"):
+        train = data.curriculum_order(train, random.Random(spec.seed), spec.pacing)
+    return train, curriculum
+
+
+def _examples(examples: list[Any], spec: DataSpec, stage: str, built_order: bool = False) -> TrainData:
+    """Examples without a validation split: hold some out, then order them if asked."""
+    from mathtune import data
+
+    if stage == "cpt":
+        raise MathtuneError("stage cpt got problem/solution examples",
+                            "use stage: sft, or give a text corpus (.txt/.tex/.md) or a built corpus dir")
+    if not examples:
+        raise MathtuneError("the training data is empty", "check data.path / data.limit")
+    rng = random.Random(spec.seed)
+    n_val = min(spec.validation, len(examples) - 1) if spec.validation >= 1 else spec.validation
+    train, val = data.train_validation_split(examples, n_val, rng)
+    train, curriculum = _ordered(train, spec, built_order)
+    return TrainData(_limit(train, spec), _cap(val, spec), curriculum)
 
 
 def data_recipe(spec: DataSpec) -> Any:
@@ -72,111 +159,12 @@ def data_recipe(spec: DataSpec) -> Any:
     return spec.recipe
 
 
-def _is_built(path: Path) -> bool:
-    return (path / "train.parquet").is_file() or (path / "blocks.parquet").is_file()
-
-
-def _load_path(path: Path, spec: DataSpec, stage: str) -> tuple[list[Row], list[Row]]:
-    if not path.exists():
-        raise MathtuneError(f"training data not found: {path}",
-                            "point data.path at a built dataset dir, a .jsonl/.parquet file or a text corpus dir")
-    if path.is_dir() and (path / "blocks.parquet").is_file():
-        rows = [{"input_ids": ids} for ids in _parquet(path / "blocks.parquet", ["input_ids"])]
-        return _split(rows, spec)
-    if path.is_dir() and (path / "train.parquet").is_file():
-        train = [_normalise(r, f"{path}/train.parquet") for r in _parquet(path / "train.parquet")]
-        val_file = path / "validation.parquet"
-        if val_file.is_file():
-            val = [_normalise(r, str(val_file)) for r in _parquet(val_file)]
-            return _limit(train, spec), _cap(val, spec)
-        return _split(train, spec)
-    if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.suffix in TEXT_SUFFIXES)
-        if stage == "cpt" and files:
-            return _split([{"text": p.read_text(encoding="utf-8", errors="replace")} for p in files], spec)
-        raise MathtuneError(f"{path} holds no train.parquet, blocks.parquet{' or text files' if stage == 'cpt' else ''}",
-                            "build it with `mathtune data build RECIPE --out DIR` first")
-    if path.suffix == ".parquet":
-        return _split([_normalise(r, str(path)) for r in _parquet(path)], spec)
-    if path.suffix in (".jsonl", ".json"):
-        return _split(_read_jsonl(path), spec)
-    if stage == "cpt" and path.suffix in TEXT_SUFFIXES:
-        return _split([{"text": path.read_text(encoding="utf-8", errors="replace")}], spec)
-    raise MathtuneError(f"unsupported training data file {path}", "use .jsonl, .parquet or a built dataset directory")
-
-
-def _parquet(path: Path, columns: list[str] | None = None) -> list[Row]:
-    import pyarrow.parquet as pq
-
-    return pq.read_table(path, columns=columns).to_pylist()
-
-
-def _read_jsonl(path: Path) -> list[Row]:
-    rows, bad = [], []
-    for lineno, rec, err in read_jsonl(path):
-        if err:
-            bad.append(f"line {lineno}: {err}")
-            continue
-        try:
-            rows.append(_normalise(rec, f"{path}:{lineno}"))
-        except MathtuneError as e:
-            bad.append(f"line {lineno}: {e.message}")
-    if bad:
-        print(f"mathtune: skipped {len(bad)} malformed line(s) in {path}: {'; '.join(bad[:3])}")
-    if not rows:
-        raise MathtuneError(f"no usable examples in {path}", "each line needs problem+solution, question+answer, "
-                            "prompt+completion, messages or text")
-    return rows
-
-
-def _example_row(ex: Any) -> Row:
-    return {"problem": ex.problem, "solution": ex.solution, "answer": ex.answer, "messages": ex.messages}
-
-
-def _normalise(rec: Row, where: str) -> Row:
-    """Accept the Example schema, GSM8K's question/answer('... #### n'), prompt/completion, messages, text."""
-    if rec.get("input_ids") is not None:
-        return {"input_ids": list(rec["input_ids"])}
-    messages = rec.get("messages")
-    if isinstance(messages, str):
-        messages = json.loads(messages) if messages.strip() else None
-    if rec.get("problem") and (rec.get("solution") or messages):
-        return {"problem": rec["problem"], "solution": rec.get("solution") or "",
-                "answer": rec.get("answer") or None, "messages": messages}
-    if rec.get("question") and rec.get("answer"):
-        solution, sep, answer = str(rec["answer"]).rpartition("####")
-        if not sep:
-            solution, answer = str(rec["answer"]), None
-        return {"problem": rec["question"], "solution": solution.strip(),
-                "answer": answer.strip() if answer else None, "messages": None}
-    if rec.get("prompt") is not None and rec.get("completion") is not None:
-        return {"prompt": str(rec["prompt"]), "completion": str(rec["completion"])}
-    if messages:
-        return {"messages": messages}
-    if rec.get("text"):
-        return {"text": str(rec["text"])}
-    raise MathtuneError(f"example at {where} has none of the expected fields (keys: {', '.join(sorted(rec))})",
-                        "give problem+solution(+answer), question+answer, prompt+completion, messages or text")
-
-
-def _limit(rows: list[Row], spec: DataSpec) -> list[Row]:
+def _limit(rows: list[Any], spec: DataSpec) -> list[Any]:
     return rows[: spec.limit] if spec.limit else rows
 
 
-def _cap(rows: list[Row], spec: DataSpec) -> list[Row]:
+def _cap(rows: list[Any], spec: DataSpec) -> list[Any]:
     return rows[: spec.validation_limit] if spec.validation_limit else rows
-
-
-def _split(rows: list[Row], spec: DataSpec) -> tuple[list[Row], list[Row]]:
-    """Deterministic shuffle, then hold out `validation` (share or count) for eval loss."""
-    if not rows:
-        raise MathtuneError("the training data is empty", "check data.path / data.limit")
-    rows = list(rows)
-    random.Random(spec.seed).shuffle(rows)
-    n_val = int(spec.validation) if spec.validation >= 1 else round(len(rows) * spec.validation)
-    n_val = min(n_val, len(rows) - 1)
-    val, train = rows[:n_val], rows[n_val:]
-    return _limit(train, spec), _cap(val, spec)
 
 
 # --------------------------------------------------------------------------- formatting
@@ -195,22 +183,20 @@ def end_of_turn(tokenizer: Any, style: PromptStyle) -> str:
     return next((t for t in specials if t and tail.startswith(t)), eos)
 
 
-def format_pair(row: Row, tokenizer: Any, style: PromptStyle, eot: str, system: str | None) -> tuple[str, str]:
-    """(prompt, completion) text for one SFT row."""
-    if "prompt" in row:
-        completion = row["completion"]
-        return row["prompt"], completion if completion.endswith(eot) else completion + eot
-    if row.get("problem") and row.get("solution"):
-        prompt = style.render(row["problem"], tokenizer, system=system)
-        return prompt, style.completion(row["solution"], row.get("answer")) + eot
-    messages = row.get("messages") or []
+def format_pair(ex: Any, tokenizer: Any, style: PromptStyle, eot: str, system: str | None) -> tuple[str, str]:
+    """(prompt, completion) text for one SFT `Example`."""
+    if ex.problem and ex.solution:
+        prompt = style.render(ex.problem, tokenizer, system=system)
+        return prompt, style.completion(ex.solution, ex.answer or None) + eot
+    messages = ex.messages or []
     if not messages or messages[-1].get("role") != "assistant":
-        raise MathtuneError("a chat example does not end with an assistant turn", "fix or drop that example")
+        raise MathtuneError(f"example {ex.id} has no solution and no chat ending with an assistant turn",
+                            "fix or drop that example")
     prompt = tokenizer.apply_chat_template(messages[:-1], tokenize=False, add_generation_prompt=True)
     return prompt, messages[-1]["content"] + eot
 
 
-def tokenize_pair(tokenizer: Any, prompt: str, completion: str, max_length: int | None) -> Row:
+def tokenize_pair(tokenizer: Any, prompt: str, completion: str, max_length: int | None) -> dict[str, list[int]]:
     """input_ids of prompt+completion and labels with the prompt masked (-100)."""
     bos = tokenizer.bos_token
     special = not (bos and prompt.startswith(bos))  # the template already wrote BOS
@@ -225,20 +211,28 @@ def tokenize_pair(tokenizer: Any, prompt: str, completion: str, max_length: int 
     return {"input_ids": ids, "labels": labels}
 
 
-def sft_dataset(rows: list[Row], tokenizer: Any, style: PromptStyle, system: str | None,
+def sft_dataset(examples: list[Any], tokenizer: Any, style: PromptStyle, system: str | None,
                 max_length: int | None) -> Any:
-    """A `datasets.Dataset` of input_ids/labels; examples whose answer was cut off entirely are dropped."""
+    """A `datasets.Dataset` of input_ids/labels in the examples' order; examples whose answer was
+    cut off entirely are dropped."""
     from datasets import Dataset
 
     eot = end_of_turn(tokenizer, style)
     cols: dict[str, list] = {"input_ids": [], "labels": []}
-    for row in rows:
-        if "input_ids" in row or "text" in row:
-            raise MathtuneError("stage sft got raw-text/token-block data", "use stage: cpt for a pretraining corpus")
-        tok = tokenize_pair(tokenizer, *format_pair(row, tokenizer, style, eot, system), max_length)
+    for ex in examples:
+        tok = tokenize_pair(tokenizer, *format_pair(ex, tokenizer, style, eot, system), max_length)
         if any(x != -100 for x in tok["labels"]):
             cols["input_ids"].append(tok["input_ids"])
             cols["labels"].append(tok["labels"])
     if not cols["input_ids"]:
         raise MathtuneError("no example keeps any answer tokens after truncation", "raise trainer.max_length")
     return Dataset.from_dict(cols)
+
+
+def cpt_dataset(blocks: list[list[int]]) -> Any:
+    """Token blocks with labels = input_ids (no masking): raw continued pretraining."""
+    from datasets import Dataset
+
+    if not blocks:
+        raise MathtuneError("the CPT corpus is shorter than one block", "add text or lower data.block_size")
+    return Dataset.from_dict({"input_ids": blocks, "labels": [list(b) for b in blocks]})

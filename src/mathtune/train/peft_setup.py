@@ -108,10 +108,4 @@ def build_optimizer(model: Any, args: Any, embedding_lr: float) -> Any:
     return cls([g for g in params if g["params"]], **kwargs)
 
 
-def trainable_summary(model: Any) -> dict[str, int]:
-    total = sum(p.numel() for p in model.parameters())
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return {"trainable_params": trainable, "total_params": total}
-
-
-__all__ = ["build_optimizer", "load_base", "peft_config", "prepare_full", "pick_dtype", "trainable_summary"]
+__all__ = ["build_optimizer", "load_base", "peft_config", "prepare_full", "pick_dtype"]

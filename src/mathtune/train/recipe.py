@@ -73,6 +73,11 @@ class DataSpec(Section):
         default=0.05, ge=0, description="held-out share (<1) or count (>=1) when the data has no validation split")
     validation_limit: int | None = Field(default=200, ge=1, description="cap on validation examples/blocks")
     block_size: int = Field(default=2048, ge=8, description="CPT: token block size for raw-text corpora")
+    curriculum: bool | None = Field(
+        default=None, description="train easy -> hard by difficulty; unset: as the built data says (mix.curriculum)")
+    pacing: Literal["sorted", "baby-steps"] = Field(
+        default="sorted", description="curriculum schedule: each example once in level order, or one phase per "
+                                      "level k over every example of level <= k")
     seed: int = 0
 
     @model_validator(mode="after")

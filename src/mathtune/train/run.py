@@ -70,6 +70,7 @@ def train(recipe: TrainRecipe | dict[str, Any] | str | os.PathLike, overrides: l
     from transformers import set_seed
 
     recipe = resolve(recipe, overrides)
+    _check_early(recipe)
     run_dir = recipe.output_dir()
     run_dir.mkdir(parents=True, exist_ok=True)
     if _rank() == 0:
@@ -77,10 +78,10 @@ def train(recipe: TrainRecipe | dict[str, Any] | str | os.PathLike, overrides: l
     set_seed(recipe.trainer.get("seed", recipe.seed))
 
     model, tokenizer, device, dtype, n_params = _load(recipe)
-    train_ds, eval_ds = _datasets(recipe, tokenizer, run_dir)
+    train_ds, eval_ds, curriculum = _datasets(recipe, tokenizer, run_dir)
     model = _apply_method(model, recipe)
     trainer, nan_guard = _build(recipe, model, tokenizer, train_ds, eval_ds, run_dir, device, dtype, n_params,
-                                list(callbacks))
+                                list(callbacks), curriculum)
     resume = last_complete_checkpoint(run_dir) if recipe.run.resume else None
     if _rank() == 0:
         if resume:
@@ -103,20 +104,19 @@ def _load(recipe: TrainRecipe) -> tuple[Any, Any, str, Any, int]:
     return model, tokenizer, device, dtype, n_params
 
 
-def _datasets(recipe: TrainRecipe, tokenizer: Any, run_dir: Path) -> tuple[Any, Any]:
-    from .cpt import cpt_dataset
-    from .data import load_rows, sft_dataset
+def _datasets(recipe: TrainRecipe, tokenizer: Any, run_dir: Path) -> tuple[Any, Any, bool]:
+    """(train dataset, validation dataset or None, whether training order is a curriculum)."""
+    from .data import cpt_dataset, load_data, sft_dataset
     from .sft import max_length
 
-    train_rows, val_rows = load_rows(recipe.data, recipe.stage, run_dir)
+    data = load_data(recipe.data, recipe.stage, run_dir, tokenizer)
     if recipe.stage == "cpt":
-        block = recipe.data.block_size
-        return cpt_dataset(train_rows, tokenizer, block), (cpt_dataset(val_rows, tokenizer, block) if val_rows else None)
+        return cpt_dataset(data.train), (cpt_dataset(data.validation) if data.validation else None), False
     style = get_style(recipe.data.prompt)
     n = max_length(recipe)
-    train_ds = sft_dataset(train_rows, tokenizer, style, recipe.data.system, n)
-    eval_ds = sft_dataset(val_rows, tokenizer, style, recipe.data.system, n) if val_rows else None
-    return train_ds, eval_ds
+    train_ds = sft_dataset(data.train, tokenizer, style, recipe.data.system, n)
+    eval_ds = sft_dataset(data.validation, tokenizer, style, recipe.data.system, n) if data.validation else None
+    return train_ds, eval_ds, data.curriculum
 
 
 def _apply_method(model: Any, recipe: TrainRecipe) -> Any:
@@ -131,13 +131,15 @@ def _apply_method(model: Any, recipe: TrainRecipe) -> Any:
 
 
 def _build(recipe: TrainRecipe, model: Any, tokenizer: Any, train_ds: Any, eval_ds: Any, run_dir: Path,
-           device: str, dtype: Any, n_params: int, extra: list[Any]) -> tuple[Any, NanGuardCallback]:
+           device: str, dtype: Any, n_params: int, extra: list[Any], curriculum: bool = False,
+           ) -> tuple[Any, NanGuardCallback]:
     from transformers import EarlyStoppingCallback
 
     from .peft_setup import build_optimizer
     from .sft import build_trainer, make_config, trainer_settings
 
-    config = make_config(trainer_settings(recipe, run_dir, device, dtype, model.config, eval_ds is not None))
+    config = make_config(trainer_settings(recipe, run_dir, device, dtype, model.config, eval_ds is not None,
+                                          curriculum))
     nan_guard = NanGuardCallback()
     cbs: list[Any] = [nan_guard, MetricsLogCallback(run_dir), ProgressCallback(recipe.run.progress)]
     if recipe.run.early_stopping_patience:
@@ -150,11 +152,14 @@ def _build(recipe: TrainRecipe, model: Any, tokenizer: Any, train_ds: Any, eval_
         use_varlen_attention(_unwrapped(model))
     trainer = build_trainer(model, tokenizer, config, train_ds, eval_ds, cbs + extra, optimizer)
     if device == "cpu":
+        from ..models import retune_callback, tune_threads
         from .cpu_speedups import fuse_lora_dropout, install_cpu_loss_head
 
         patched = trainer.model  # TRL added its fused LM head to the unwrapped causal LM
         install_cpu_loss_head(_unwrapped(patched))
         fuse_lora_dropout(patched)
+        # threads measured now and re-measured between steps, as generation does
+        trainer.add_callback(retune_callback(tune_threads("train")))
     return trainer, nan_guard
 
 
@@ -269,21 +274,17 @@ def _merge(recipe: TrainRecipe, trainer: Any, tokenizer: Any, adapter_dir: Path,
 
 
 def _benchmark_eval(recipe: TrainRecipe, model_dir: Path) -> dict[str, Any] | None:
-    """Optional benchmark after training through the eval stage's package API
-    (`mathtune.eval.load_config` + `run_eval`); skipped with a note when that API is absent."""
+    """Optional benchmark after training, through the eval stage's package API (an `EvalConfig`
+    object, not re-parsed strings: a run directory may hold any character)."""
     if not recipe.run.eval_benchmark:
         return None
-    try:
-        from mathtune.eval import load_config, run_eval
-    except ImportError:
-        print("mathtune: eval stage not available; skipping run.eval_benchmark", flush=True)
-        return None
+    from mathtune.eval import EvalConfig, run_eval
+
     if recipe.method.kind != "full" and not recipe.method.merge:
         print("mathtune: run.eval_benchmark evaluates a full or merged model; set method.merge: true", flush=True)
         return None
-    cfg = load_config(None, [f"model={model_dir}", f"benchmark={recipe.run.eval_benchmark}",
-                             f"limit={recipe.run.eval_limit}", f"prompt={recipe.data.prompt}",
-                             f"output={recipe.output_dir() / 'eval'}"])
+    cfg = EvalConfig(model=str(model_dir), benchmark=recipe.run.eval_benchmark, limit=recipe.run.eval_limit,
+                     prompt=recipe.data.prompt, output=str(recipe.output_dir() / "eval"))
     return dict(run_eval(cfg, progress=False).metrics)
 
 
@@ -297,6 +298,14 @@ def _push(repo_id: str, folder: Path) -> None:
     except Exception as e:  # offline, no token: the run itself succeeded
         raise MathtuneError(f"training finished but pushing to {repo_id!r} failed: {str(e).splitlines()[0][:200]}",
                             "run `huggingface-cli login` and push the run directory again") from None
+
+
+def _check_early(recipe: TrainRecipe) -> None:
+    """What can be wrong without a model: a misspelt trainer key, an unknown prompt style."""
+    from .sft import check_trainer_keys
+
+    check_trainer_keys(recipe.trainer)
+    get_style(recipe.data.prompt)
 
 
 def check(recipe: TrainRecipe) -> None:

@@ -13,11 +13,12 @@ settings the user left unset, chosen for the device rather than TRL's GPU-first 
   flattened padding-free instead (`padding_free=True`: one row, no pad token). Either way
   `position_ids` restart at each example and attention runs per example
   (`mathtune.train.attention`, flash-attention varlen kernels on GPUs), so examples never attend
-  to each other. `benchmarks/train_throughput.py` on the 2-core dev CPU (LoRA r=16, batch 4,
-  max length 1024): per-batch flattening 87.9 loss-bearing tokens/s at 2.7 GB peak, packing 98.7
-  at 7.2 GB (4 packed rows are 4096 tokens of activations per step, 4 examples ~920); the 12%
-  is not worth 2.7x the memory on a laptop, and with small datasets packing leaves few optimizer
-  steps. Set `trainer.packing` to choose.
+  to each other. On a CPU, flattening trades a few percent of tokens/s for a fraction of
+  packing's memory (4 packed rows are 4096 tokens of activations per step, 4 short examples a
+  few hundred; `benchmarks/train_throughput.py` measures both arms side by side), and with small
+  datasets packing leaves few optimizer steps. Set `trainer.packing` to choose.
+- a curriculum (`mathtune.train.data`) trains with a sequential sampler and without best-fit
+  packing, so examples reach the optimizer in the order the data gives.
 - logging every step with the NaN filter off (so the NaN guard sees a non-finite loss),
   periodic validation loss, checkpoints every 10% of the run, best checkpoint kept.
 """
@@ -53,8 +54,9 @@ def needs_checkpointing(recipe: TrainRecipe, model_config: Any, device: str, dty
 
 
 def trainer_settings(recipe: TrainRecipe, run_dir: Path, device: str, dtype: Any, model_config: Any,
-                     has_eval: bool) -> dict[str, Any]:
-    """The SFTConfig kwargs: the recipe's `trainer:` block over mathtune's device-aware defaults."""
+                     has_eval: bool, curriculum: bool = False) -> dict[str, Any]:
+    """The SFTConfig kwargs: the recipe's `trainer:` block over mathtune's device-aware defaults.
+    A curriculum gets a sequential sampler and no packing (best-fit packing reorders examples)."""
     import torch
 
     user = dict(recipe.trainer)
@@ -78,7 +80,7 @@ def trainer_settings(recipe: TrainRecipe, run_dir: Path, device: str, dtype: Any
     if recipe.stage == "sft":
         # GPU: pack; CPU: flatten each batch padding-free (12% slower per token than packing,
         # 2.7x less memory; see the module docstring). Never pad to max_length.
-        defaults["packing"] = device != "cpu"
+        defaults["packing"] = device != "cpu" and not curriculum
         if not user.get("packing", defaults["packing"]):
             defaults["padding_free"] = True
     if recipe.stage == "cpt":
@@ -94,6 +96,9 @@ def trainer_settings(recipe: TrainRecipe, run_dir: Path, device: str, dtype: Any
     for a, b in (("eval_steps", "save_steps"), ("save_steps", "eval_steps")):
         if a in user and b not in user and has_eval:  # best-checkpoint tracking needs them aligned
             defaults[b] = user[a]
+    if curriculum:
+        _check_curriculum(user)
+        defaults["train_sampling_strategy"] = "sequential"
     settings = {**defaults, **user}
     settings["logging_nan_inf_filter"] = False  # the NaN guard must see non-finite losses
     if settings.get("padding_free") and not settings.get("packing"):
@@ -102,13 +107,24 @@ def trainer_settings(recipe: TrainRecipe, run_dir: Path, device: str, dtype: Any
     return settings
 
 
+def _check_curriculum(user: dict[str, Any]) -> None:
+    """Settings that would reorder a curriculum are an error, not a silent no-op."""
+    if user.get("train_sampling_strategy", "sequential") != "sequential":
+        raise MathtuneError(f"trainer.train_sampling_strategy={user['train_sampling_strategy']!r} reorders the "
+                            "curriculum", "drop it (a curriculum trains sequentially) or set data.curriculum: false")
+    if user.get("packing") and user.get("packing_strategy", "bfd") != "wrapped":
+        raise MathtuneError("trainer.packing with best-fit packing reorders the curriculum",
+                            "set trainer.packing_strategy: wrapped, drop trainer.packing, or set data.curriculum: false")
+
+
 def max_length(recipe: TrainRecipe) -> int | None:
     """Truncation length used while tokenizing (the `trainer.max_length` setting, TRL's default 1024)."""
     return recipe.trainer.get("max_length", 1024)
 
 
-def make_config(settings: dict[str, Any]) -> Any:
-    """`trl.SFTConfig(**settings)`, with unknown keys and invalid values as one clear error."""
+def check_trainer_keys(settings: dict[str, Any]) -> None:
+    """Every key is a `trl.SFTConfig` field, else one error naming it and the closest field
+    (cheap: run before the model loads)."""
     from trl import SFTConfig
 
     names = {f.name for f in dataclasses.fields(SFTConfig)}
@@ -117,6 +133,13 @@ def make_config(settings: dict[str, Any]) -> Any:
             guess = closest(key, names)
             raise MathtuneError(f"unknown key 'trainer.{key}' (not a trl.SFTConfig setting)",
                                 f"did you mean 'trainer.{guess}'?" if guess else "see trl.SFTConfig for the settings")
+
+
+def make_config(settings: dict[str, Any]) -> Any:
+    """`trl.SFTConfig(**settings)`, with unknown keys and invalid values as one clear error."""
+    from trl import SFTConfig
+
+    check_trainer_keys(settings)
     try:
         return SFTConfig(**settings)
     except (ValueError, TypeError) as e:
