@@ -7,6 +7,7 @@ import torch
 
 from mathtune import models
 from mathtune.errors import MathtuneError
+from mathtune.models import threads
 
 
 def test_catalogue_has_required_entries():
@@ -109,13 +110,13 @@ def test_cpu_threads_respect_user_setting_and_free_cores(monkeypatch):
     n = torch.get_num_threads()
     try:
         monkeypatch.setenv("MATHTUNE_THREADS", "1")
-        assert models.configure_cpu_threads.__wrapped__() == 1 and torch.get_num_threads() == 1
+        assert threads.configure_cpu_threads.__wrapped__() == 1 and torch.get_num_threads() == 1
         monkeypatch.delenv("MATHTUNE_THREADS")
         monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-        monkeypatch.setattr(models.os, "getloadavg", lambda: (0.2, 0.0, 0.0))
-        cores = len(models.os.sched_getaffinity(0))
-        assert models.configure_cpu_threads.__wrapped__() == cores  # idle machine: all cores
-        monkeypatch.setattr(models.os, "getloadavg", lambda: (cores + 3.0, 0.0, 0.0))
-        assert models.configure_cpu_threads.__wrapped__() == 1  # saturated machine: one thread
+        monkeypatch.setattr(threads.os, "getloadavg", lambda: (0.2, 0.0, 0.0))
+        cores = len(threads.os.sched_getaffinity(0))
+        assert threads.configure_cpu_threads.__wrapped__() == cores  # idle machine: all cores
+        monkeypatch.setattr(threads.os, "getloadavg", lambda: (cores + 3.0, 0.0, 0.0))
+        assert threads.configure_cpu_threads.__wrapped__() == 1  # saturated machine: one thread
     finally:
         torch.set_num_threads(n)

@@ -32,11 +32,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..models.threads import ThreadTuner, thread_candidates
 from .base import Completion, Generator, OnComplete, SamplingParams, sample_seed, truncate_at_stop
 from .decode_attention import block_attention, row_blocks
 from .fused import fused_projections
 from .kv_cache import merge, new_cache, trim_left
-from .threads import ThreadTuner
 
 # End-of-turn markers of common chat templates: generation stops at whichever the vocab has.
 END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<|end_of_text|>", "<|endoftext|>", "<end_of_turn>", "</s>",
@@ -107,8 +107,9 @@ class HFGenerator(Generator):
         self.cache_kw = cache_argument(model)
         self.device = next(model.parameters()).device
         n_threads = threads or torch.get_num_threads()
-        # On a GPU the thread count barely matters; on CPU tune between 1 and all.
-        self.tuner = ThreadTuner([n_threads] if (threads or self.device.type != "cpu") else [1, n_threads])
+        # On a GPU the thread count barely matters; on CPU the thread policy's candidates are timed.
+        fixed = threads or self.device.type != "cpu"
+        self.tuner = ThreadTuner([n_threads] if fixed else thread_candidates(), workload="generate")
 
     # ------------------------------------------------------------------ public
 

@@ -1,0 +1,105 @@
+"""Where a model runs and in what precision: device choice, compute dtype, free memory.
+
+- `pick_device("auto")`: CUDA if visible, else Apple MPS, else CPU; an explicit CUDA device
+  without a GPU is a clear error.
+- `pick_dtype(device, "auto")`: bf16 on GPUs that support it (fp16 on older ones); on a CPU,
+  bf16 only when a one-off probe (`cpu_bf16_is_fast`) shows this CPU runs bf16 matmul faster
+  than fp32. CPUs without bf16 instructions (AVX512-BF16 / AMX) emulate it, often orders of
+  magnitude slower, so bf16 is never assumed on a CPU.
+- `free_memory(device)`: bytes free on the GPU, or available host RAM.
+
+CPU threads are decided in `mathtune.models.threads`.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from functools import cache
+from typing import TYPE_CHECKING, Literal
+
+from ..errors import MathtuneError
+
+if TYPE_CHECKING:
+    import torch
+
+DtypeName = Literal["auto", "fp32", "bf16", "fp16"]
+
+
+def pick_device(device: str = "auto") -> str:
+    """The device to run on: `device` itself if given (checked), else the best one visible."""
+    import torch
+
+    if device != "auto":
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise MathtuneError(f"device {device!r} requested but no CUDA GPU is visible", "use --device cpu")
+        return device
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def free_memory(device: str) -> int:
+    """Bytes free on `device`: the GPU's free memory, or available host RAM (8 GiB if unknown)."""
+    import torch
+
+    if device.startswith("cuda"):
+        return torch.cuda.mem_get_info()[0]
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError):
+        return 8 << 30
+
+
+@cache
+def cpu_bf16_is_fast() -> bool:
+    """Measure once per process whether bf16 matmul beats fp32 on this CPU.
+
+    Without AVX512-BF16/AMX a CPU emulates bf16 matmul and runs it far slower than fp32; with
+    them it runs faster. A probe of a few tens of milliseconds decides rather than a guess.
+    Override with MATHTUNE_CPU_DTYPE=fp32|bf16.
+    """
+    import torch
+
+    forced = os.environ.get("MATHTUNE_CPU_DTYPE")
+    if forced:
+        return forced == "bf16"
+
+    def timed(dtype: torch.dtype) -> float:
+        a = torch.randn(192, 192, dtype=dtype)
+        a @ a
+        t = time.perf_counter()
+        for _ in range(2):
+            a @ a
+        return time.perf_counter() - t
+
+    # One thread: the question is the instruction set, not threading — and right after a bf16
+    # op (oneDNN) spinning OpenMP workers can make the next multi-threaded fp32 op (BLAS) much
+    # slower, which biased an earlier version of this probe towards bf16.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        fp32 = min(timed(torch.float32) for _ in range(3))
+        bf16 = min(timed(torch.bfloat16) for _ in range(3))
+    finally:
+        torch.set_num_threads(threads)
+    return bf16 < 0.8 * fp32
+
+
+def pick_dtype(device: str = "cpu", dtype: DtypeName = "auto") -> torch.dtype:
+    """The compute dtype: explicit if asked; else bf16 where the hardware runs it fast, fp16 on
+    pre-Ampere GPUs, fp32 otherwise."""
+    import torch
+
+    names = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+    if dtype != "auto":
+        if dtype not in names:
+            raise MathtuneError(f"unknown dtype {dtype!r}", "use one of: auto, fp32, bf16, fp16")
+        return names[dtype]
+    if device.startswith("cuda"):
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device == "cpu":
+        return torch.bfloat16 if cpu_bf16_is_fast() else torch.float32
+    return torch.float32
