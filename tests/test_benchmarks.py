@@ -7,17 +7,17 @@ import json
 
 import pytest
 
-from mathtune.errors import MathtuneError
-from mathtune.eval.benchmarks import (
+from mathtune import benchmarks
+from mathtune.benchmarks import (
     BENCHMARKS,
     FieldMap,
-    clean_solution,
     get_benchmark,
     gold_from,
-    load_exemplars,
     load_problems,
     resolve_benchmark,
 )
+from mathtune.errors import MathtuneError
+from mathtune.eval.fewshot import clean_solution, load_exemplars
 from mathtune.grading import EXTRACTORS
 from mathtune.prompts import STYLES
 
@@ -107,6 +107,7 @@ def test_data_dir_missing_file_and_offline_hub(tmp_path, monkeypatch):
         raise ConnectionError("Couldn't reach 'openai/gsm8k' on the Hub (LocalEntryNotFoundError)")
 
     monkeypatch.delenv("MATHTUNE_DATA", raising=False)
+    monkeypatch.setattr(benchmarks, "hub_unreachable", lambda: None)  # the probe passes; the load fails
     monkeypatch.setattr(datasets, "load_dataset", offline)
     with pytest.raises(MathtuneError, match="cannot load benchmark 'gsm8k' from the Hugging Face Hub") as e:
         load_problems(get_benchmark("gsm8k"))

@@ -75,8 +75,9 @@ def test_shipped_recipe_builds_offline_and_decontaminates_plants(benchmarks_dir,
     dc = card["decontamination"]
     dropped = {d["id"]: d for d in dc["examples"]}
     assert bad <= set(dropped)
-    assert {dropped[i]["matched"].split(":")[0] for i in bad} == {"gsm8k", "math500"}
-    assert set(dc["benchmarks"]) >= {"gsm8k", "math500", "math", "svamp", "asdiv", "mawps", "gsm_hard", "aime24", "amc23"}
+    # MATH-500 is a subset of the MATH test split, so a planted MATH-500 problem may match either
+    assert {dropped[i]["matched"].split(":")[0] for i in bad} in ({"gsm8k", "math500"}, {"gsm8k", "math"})
+    assert set(dc["benchmarks"]) >= {"gsm8k", "math500", "math", "svamp", "asdiv", "mawps", "gsm-hard", "aime24", "amc23"}
     assert {d["reason"] for d in dropped.values() if d["id"].startswith("plant-exact")} == {"exact"}
     # real GSM8K training data and the synthetic problems survive (only a handful are near test items)
     sources = Counter(e.source for split in ("train", "validation") for e in read_split(out, split))

@@ -65,3 +65,33 @@ def test_each_contamination_rule():
     assert dc.match("A train leaves the station at 3 pm travelling 60 miles per hour east.") is None
     kept, drops = dc.filter([ex(0, bench), ex(1, "Completely different question about 7 cats.")])
     assert [e.id for e in kept] == ["e1"] and drops[0].reason == "exact"
+
+
+def test_lsh_band_choice_needs_neither_numpy_trapezoid_nor_trapz(monkeypatch):
+    """numpy 2 has only `trapezoid`, numpy 1 only `trapz`; pyproject allows both, so the band
+    choice must work with neither (the reference below uses whichever this numpy has)."""
+    import numpy as np
+
+    from mathtune.data import dedup
+
+    integrate = getattr(np, "trapezoid", None) or np.trapz
+    xs = np.linspace(0, 1, 201)
+
+    def reference(threshold: float, num_perm: int) -> tuple[int, int]:
+        def err(b: int, r: int) -> float:
+            p = 1 - (1 - xs**r) ** b
+            lo, hi = xs <= threshold, xs >= threshold
+            return integrate(p[lo], xs[lo]) + integrate(1 - p[hi], xs[hi])
+
+        return min(((b, r) for b in range(1, num_perm + 1) for r in range(1, num_perm // b + 1)), key=lambda br: err(*br))
+
+    expected = {(t, n): reference(t, n) for t, n in [(0.6, 64), (0.85, 64), (0.5, 32)]}
+    monkeypatch.delattr(np, "trapezoid", raising=False)
+    monkeypatch.delattr(np, "trapz", raising=False)
+    dedup._band_params.cache_clear()
+    try:
+        assert {k: dedup._band_params(*k) for k in expected} == expected
+        near = dedup.near_dedup([ex(0, LONG), ex(1, LONG + " again"), ex(2, "What is 2 + 2?")], 0.85)
+        assert [e.id for e in near[0]] == ["e0", "e2"]
+    finally:
+        dedup._band_params.cache_clear()

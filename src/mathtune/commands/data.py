@@ -118,9 +118,9 @@ def _sources() -> int:
     from rich.console import Console
     from rich.table import Table
 
+    from ..benchmarks import list_benchmarks
     from ..data import synth
     from ..data.sources import SOURCES
-    from ..data.testsets import TESTSETS
 
     console = Console()
     t = Table("source", "Hub dataset", "local dir", "description", title="sources")
@@ -131,8 +131,8 @@ def _sources() -> int:
     for fam in synth.FAMILIES.values():
         f.add_row(fam.name, fam.domain, fam.description)
     console.print(f)
-    b = Table("benchmark", "local file", "Hub", title="decontamination test sets")
-    for ts in TESTSETS.values():
-        b.add_row(ts.name, f"{ts.local_dir}/test.jsonl", ts.hub_id)
+    b = Table("benchmark", "local file", "Hub", title="benchmarks (eval scores them; decontamination removes matches)")
+    for spec in list_benchmarks():
+        b.add_row(spec.name, spec.file, spec.hub.path if spec.hub else "-")
     console.print(b)
     return 0

@@ -80,7 +80,7 @@ def _list() -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from ..eval.benchmarks import list_benchmarks
+    from ..benchmarks import list_benchmarks
 
     table = Table("benchmark", "description", "Hub dataset", "local file (--data-dir)", "v")
     for s in list_benchmarks():

@@ -1,25 +1,22 @@
 """Evaluation: benchmarks (as data) -> prompts -> generation -> grading -> metrics -> compare/report.
 
     from mathtune.eval import run_eval, load_config
-    result = run_eval(load_config(overrides=["benchmark=gsm8k", "limit=8", "data_dir=../shared/data/benchmarks"]))
+    result = run_eval(load_config(overrides=["benchmark=gsm8k", "limit=8", "data_dir=DIR"]))
     print(result.metrics["accuracy"])
 
-Submodules: benchmarks (registry, loading), run (the `mathtune eval` run), metrics, compare, report.
-Heavy imports (torch, transformers) happen only when a run starts.
+The benchmark registry and its loaders are a shared part (`mathtune.benchmarks`, also read by
+decontamination). Submodules: fewshot (exemplars), run (the `mathtune eval` run), metrics,
+compare, report. Heavy imports (torch, transformers) happen only when a run starts.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["BenchmarkSpec", "EvalConfig", "get_benchmark", "load_config", "load_problems", "run_eval"]
+__all__ = ["EvalConfig", "load_config", "run_eval"]
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("BenchmarkSpec", "get_benchmark", "load_problems"):
-        from . import benchmarks
-
-        return getattr(benchmarks, name)
     if name in ("EvalConfig", "load_config", "run_eval"):
         from . import run
 

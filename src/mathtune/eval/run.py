@@ -197,10 +197,11 @@ def _ordered(rec: dict[str, Any]) -> dict[str, Any]:
 
 def run_eval(cfg: EvalConfig, *, progress: bool = True, generator: Any = None) -> EvalResult:
     """Load -> build prompts -> generate (resumably) -> grade -> metrics -> save."""
+    from ..benchmarks import load_problems, resolve_benchmark
     from ..generation import SamplingParams, stable_seed
     from ..grading import grade_many
     from ..prompts import get_style
-    from .benchmarks import load_exemplars, load_problems, resolve_benchmark
+    from .fewshot import load_exemplars
     from .metrics import compute_metrics
 
     t_start = time.time()

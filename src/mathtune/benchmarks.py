@@ -1,35 +1,46 @@
-"""Benchmarks as data: where each one lives, how its fields map, how its answers are graded.
+"""The one benchmark registry: where each benchmark lives, how its fields map, how it is graded.
 
-    from mathtune.eval.benchmarks import get_benchmark, load_problems
+Evaluation scores these problems and decontamination removes training examples that match
+them, so both read them here, through `load_problems`, and always see the same texts.
+
+    from mathtune.benchmarks import get_benchmark, load_problems
     spec = get_benchmark("gsm8k")
-    problems = load_problems(spec, data_dir="../shared/data/benchmarks", limit=8)
+    problems = load_problems(spec, data_dir="DIR", limit=8)     # DIR/gsm8k/test.jsonl
+    problems = load_problems(spec)                              # $MATHTUNE_DATA, else the Hub
 
 A `BenchmarkSpec` names a Hub source (dataset id, config, split) and a local file
-(`<data dir>/<name>/test.jsonl`, the layout of ../shared/data/benchmarks), the field mapping
-(problem, answer, optional id/subject/level/solution), the kind of gold answer, the grader's
-extractor order, the default prompt style and a `version` bumped whenever any of these change,
-so results from different versions are never compared silently.
+(`<data dir>/<name>/test.jsonl`), the field mapping (problem, answer, optional
+id/subject/level/solution), the kind of gold answer, the grader's extractor order, the default
+prompt style and a `version` bumped whenever any of these change, so results from different
+versions are never compared silently. Any JSONL file works too:
+`spec_for_file("my/test.jsonl", "problem=question,answer=answer")`.
 
-Loading: from `data_dir` (or $MATHTUNE_DATA) when given, else from the Hugging Face Hub. Any JSONL
-file works too: `spec_for_file("my/test.jsonl", "problem=question,answer=answer")`.
+Records whose problem text is empty are skipped with a warning that names them (eval and
+decontamination skip the same ones). Without network the Hub loader fails at once, with one
+error that names the benchmark and the fix, instead of retrying for tens of seconds.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import re
+import socket
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlparse
 
-from ..errors import MathtuneError, unknown_name_error
-from ..files import read_jsonl
+from .errors import MathtuneError, unknown_name_error
+from .files import read_jsonl
 
 AnswerKind = Literal["gsm8k_solution", "boxed_solution", "number", "latex", "auto"]
+Split = Literal["test", "train"]
 DATA_ENV = "MATHTUNE_DATA"
+OFFLINE_HINT = f"pass --data-dir DIR (or set {DATA_ENV}=DIR) with the benchmark files laid out as DIR/<name>/test.jsonl"
 
 
 @dataclass(frozen=True)
@@ -89,7 +100,7 @@ class BenchmarkSpec:
 @dataclass(frozen=True)
 class Problem:
     id: str
-    index: int
+    index: int  # the record's position in its file or Hub split
     problem: str
     gold: str
     subject: str | None = None
@@ -111,7 +122,7 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
             "gsm8k_solution", NUMERIC, train_file="gsm8k/train.jsonl",
         ),
         BenchmarkSpec(
-            "math", "Hendrycks MATH, full test split (5000)",
+            "math", "Hendrycks MATH, full test split (5000, all seven subjects)",
             HubSource("DigitalLearningGmbH/MATH-lighteval", "default", "test", train_split="train"),
             "math/test.jsonl", FieldMap(("problem",), "solution", id="idx", subject="type", level="level", solution="solution"),
             "boxed_solution", BOXED,
@@ -168,6 +179,14 @@ def get_benchmark(name: str) -> BenchmarkSpec:
         ) from None
 
 
+def list_benchmarks() -> Iterable[BenchmarkSpec]:
+    return BENCHMARKS.values()
+
+
+def names() -> Sequence[str]:
+    return sorted(BENCHMARKS)
+
+
 def spec_for_file(path: str | os.PathLike, fields: str | FieldMap | None = None) -> BenchmarkSpec:
     """A benchmark from any JSONL file, e.g. fields='problem=question,answer=answer'."""
     p = Path(path).expanduser()
@@ -198,81 +217,56 @@ def load_problems(
     spec: BenchmarkSpec,
     data_dir: str | os.PathLike | None = None,
     limit: int | None = None,
+    *,
+    split: Split = "test",
+    missing_local: Literal["error", "hub"] = "error",
 ) -> list[Problem]:
-    """The benchmark's test problems, from a local file (explicit path or data dir) or the Hub."""
-    directory = data_dir_from_env(data_dir)
-    if spec.path:
-        rows, fields, where = _read_local(Path(spec.path)), spec.fields, spec.path
-    elif directory is not None:
-        path = directory / spec.file
-        if not path.is_file():
-            raise MathtuneError(
-                f"benchmark {spec.name!r}: {path} not found in the data dir {directory}",
-                f"lay files out as <data dir>/{spec.file}, or drop --data-dir/{DATA_ENV} to load from the Hub",
-            )
-        rows, fields, where = _read_local(path), spec.fields, str(path)
-    else:
-        if spec.hub is None:
-            raise MathtuneError(f"benchmark {spec.name!r} has no Hub source", "pass --data-dir")
-        rows = _read_hub(spec.name, spec.hub, spec.hub.split)
-        fields, where = spec.hub.fields or spec.fields, f"hub:{spec.hub.path}"
-    problems = [_to_problem(spec, fields, i, row, where) for i, row in enumerate(rows)]
+    """A benchmark's problems, from its explicit file, the data dir (`data_dir`, else
+    $MATHTUNE_DATA) or the Hub. `split="train"` gives the few-shot pool where the benchmark has
+    one. When a data dir is set but lacks the file: an error, or the Hub with missing_local="hub"."""
+    rows, fields, where = _rows(spec, split, data_dir_from_env(data_dir), missing_local)
+    problems: list[Problem] = []
+    empty: list[int] = []
+    for i, row in enumerate(rows):
+        p = _to_problem(spec, fields, i, row, where)
+        if p.problem:
+            problems.append(p)
+        else:
+            empty.append(i + 1)
+    if empty:
+        shown = ", ".join(map(str, empty[:5])) + (", ..." if len(empty) > 5 else "")
+        print(f"mathtune: warning: benchmark {spec.name!r} ({where}): skipped {len(empty)} record(s) with an "
+              f"empty problem text: record {shown}", file=sys.stderr)
     if not problems:
-        raise MathtuneError(f"benchmark {spec.name!r} ({where}) has no problems", "check the file")
+        raise MathtuneError(f"benchmark {spec.name!r} ({where}) has no problems", "check the file or the field mapping")
     return problems[:limit] if limit else problems
 
 
-def load_exemplars(spec: BenchmarkSpec, data_dir: str | os.PathLike | None, k: int) -> list[tuple[str, str, str]]:
-    """k few-shot (problem, solution, answer) triples: the first k of the benchmark's train split
-    when it has one (locally or on the Hub), else the fixed `FIXED_EXEMPLARS`."""
-    if k <= 0:
-        return []
-    directory = data_dir_from_env(data_dir)
-    rows: list[Mapping[str, Any]] = []
-    fields = spec.fields
-    try:
-        if directory is not None and spec.train_file and (directory / spec.train_file).is_file():
-            rows = _read_local(directory / spec.train_file, limit=k)
-        elif directory is None and spec.hub and spec.hub.train_split:
-            rows = _read_hub(spec.name, spec.hub, spec.hub.train_split)[:k]
-            fields = spec.hub.fields or spec.fields
-    except MathtuneError:
-        rows = []
-    out = []
-    for i, row in enumerate(rows[:k]):
-        p = _to_problem(spec, fields, i, row, "train split")
-        out.append((p.problem, clean_solution(p.solution or ""), p.gold))
-    return out or list(FIXED_EXEMPLARS[:k])
+def _rows(
+    spec: BenchmarkSpec, split: Split, directory: Path | None, missing_local: str
+) -> tuple[list[Mapping[str, Any]], FieldMap, str]:
+    """(records, field map, where they came from) for one split of a benchmark."""
+    if spec.path:
+        if split != "test":
+            raise MathtuneError(f"benchmark {spec.name!r} ({spec.path}) has no {split} split", "use the test split")
+        return _read_local(Path(spec.path)), spec.fields, spec.path
+    rel = spec.file if split == "test" else spec.train_file
+    hub_split = (spec.hub.split if split == "test" else spec.hub.train_split) if spec.hub else None
+    if directory is not None:
+        path = directory / rel if rel else None
+        if path is not None and path.is_file():
+            return _read_local(path), spec.fields, str(path)
+        if missing_local == "error" or hub_split is None:
+            raise MathtuneError(
+                f"benchmark {spec.name!r}: {rel or f'a {split} split'} not found in the data dir {directory}",
+                f"lay files out as <data dir>/{rel or spec.file}, or drop --data-dir/{DATA_ENV} to load from the Hub",
+            )
+    if spec.hub is None or hub_split is None:
+        raise MathtuneError(f"benchmark {spec.name!r} has no {split} split on the Hub", OFFLINE_HINT)
+    return _read_hub(spec.name, spec.hub, hub_split), spec.hub.fields or spec.fields, f"hub:{spec.hub.path}"
 
 
-def clean_solution(text: str) -> str:
-    """Drop GSM8K calculator annotations (<<48/2=24>>) and its '#### N' answer line."""
-    text = re.sub(r"<<[^>]*>>", "", text)
-    return re.sub(r"\n?####.*$", "", text.strip(), flags=re.DOTALL).strip()
-
-
-# Fixed few-shot exemplars for benchmarks without a train split (written for mathtune).
-FIXED_EXEMPLARS: tuple[tuple[str, str, str], ...] = (
-    ("A shop sells pencils at 3 for $1. How many dollars do 12 pencils cost?",
-     "12 pencils are 12 / 3 = 4 groups of 3 pencils. Each group costs $1, so they cost 4 * 1 = 4 dollars.", "4"),
-    ("What is the value of $x$ if $3x - 7 = 11$?",
-     "Add 7 to both sides: $3x = 18$. Divide by 3: $x = 6$.", "6"),
-    ("Tom has 5 boxes with 8 apples each. He gives away 13 apples. How many apples does he have left?",
-     "He starts with 5 * 8 = 40 apples. After giving away 13 he has 40 - 13 = 27 apples.", "27"),
-    ("Simplify $\\frac{2}{3} + \\frac{1}{6}$.",
-     "Write $\\frac{2}{3} = \\frac{4}{6}$. Then $\\frac{4}{6} + \\frac{1}{6} = \\frac{5}{6}$.", "\\frac{5}{6}"),
-    ("How many positive divisors does 36 have?",
-     "$36 = 2^2 \\cdot 3^2$, so it has $(2+1)(2+1) = 9$ positive divisors.", "9"),
-    ("A rectangle has perimeter 30 and length 9. What is its area?",
-     "The width is 30 / 2 - 9 = 6, so the area is 9 * 6 = 54.", "54"),
-    ("What is the remainder when 2^10 is divided by 7?",
-     "2^3 = 8 leaves remainder 1, so 2^9 leaves 1 and 2^10 leaves 2.", "2"),
-    ("Sara reads 15 pages a day. How many days does she need for a 200-page book?",
-     "200 / 15 = 13.33..., so after 13 days 5 pages are left and she needs 14 days.", "14"),
-)
-
-
-def _read_local(path: Path, limit: int | None = None) -> list[Mapping[str, Any]]:
+def _read_local(path: Path) -> list[Mapping[str, Any]]:
     rows: list[Mapping[str, Any]] = []
     bad: list[str] = []
     for lineno, rec, err in read_jsonl(path):
@@ -280,23 +274,54 @@ def _read_local(path: Path, limit: int | None = None) -> list[Mapping[str, Any]]
             bad.append(f"line {lineno}: {err}")
             continue
         rows.append(rec)  # type: ignore[arg-type]
-        if limit and len(rows) >= limit:
-            break
     if bad:
         print(f"mathtune: warning: {path}: skipped {len(bad)} malformed line(s): {'; '.join(bad[:3])}", file=sys.stderr)
     return rows
 
 
+def _offline_mode() -> bool:
+    return any(os.environ.get(v, "").lower() in ("1", "true", "yes", "on") for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
+
+
+@functools.cache
+def hub_unreachable() -> str | None:
+    """Why the Hub cannot be reached (one quick TCP probe per process), or None.
+
+    Without network `datasets` retries each request with back-off for tens of seconds before
+    it gives up; probing once first turns that into an immediate error. The probe goes to the
+    HTTPS proxy when one is set. With HF_HUB_OFFLINE=1 nothing is probed: `datasets` answers
+    from its cache."""
+    if _offline_mode():
+        return None
+    proxy = next((os.environ[v] for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy") if os.environ.get(v)), None)
+    target = proxy or os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
+    url = urlparse(target if "://" in target else f"http://{target}")
+    host = url.hostname or "huggingface.co"
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((host, port), timeout=3).close()
+    except OSError as e:
+        return f"the Hugging Face Hub is unreachable ({'proxy ' if proxy else ''}{host}:{port}: {e})"
+    return None
+
+
 def _read_hub(name: str, hub: HubSource, split: str) -> list[Mapping[str, Any]]:
+    where = f"{hub.path}{', config ' + hub.config if hub.config else ''}, split {split}"
+    reason = hub_unreachable()
+    if reason:
+        raise MathtuneError(
+            f"cannot load benchmark {name!r} from the Hugging Face Hub ({where}): {reason}",
+            f"{OFFLINE_HINT}; or, offline with the dataset in the HF cache, set HF_HUB_OFFLINE=1",
+        )
     try:
         from datasets import load_dataset
 
         ds = load_dataset(hub.path, hub.config, split=split)
-    except Exception as e:  # offline, renamed, gated: one clear message
+    except Exception as e:  # renamed, gated, cut off mid-way: one clear message
         detail = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
         raise MathtuneError(
-            f"cannot load benchmark {name!r} from the Hugging Face Hub ({hub.path}, split {split}): {detail}",
-            f"connect to the internet, or pass --data-dir DIR (or set {DATA_ENV}) holding {name}'s test.jsonl",
+            f"cannot load benchmark {name!r} from the Hugging Face Hub ({where}): {detail}",
+            f"check your connection, or {OFFLINE_HINT}",
         ) from None
     return list(ds)
 
@@ -311,7 +336,7 @@ def _field(row: Mapping[str, Any], key: str, spec: BenchmarkSpec, where: str, in
 
 
 def _to_problem(spec: BenchmarkSpec, fields: FieldMap, index: int, row: Mapping[str, Any], where: str) -> Problem:
-    parts = [str(_field(row, f, spec, where, index)).strip() for f in fields.problem]
+    parts = [_text(_field(row, f, spec, where, index)) for f in fields.problem]
     raw_answer = _field(row, fields.answer, spec, where, index)
     ident = row.get(fields.id) if fields.id else None
     return Problem(
@@ -324,6 +349,10 @@ def _to_problem(spec: BenchmarkSpec, fields: FieldMap, index: int, row: Mapping[
         solution=str(row[fields.solution]) if fields.solution and row.get(fields.solution) is not None else None,
         raw=row,
     )
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value).strip()
 
 
 def _join(parts: list[str]) -> str:
@@ -364,14 +393,6 @@ def gold_from(raw: Any, kind: AnswerKind) -> str:
         except ValueError:
             if kind == "number":
                 return unitless
-    from ..grading import gold_answer
+    from .grading import gold_answer
 
     return gold_answer(text)
-
-
-def list_benchmarks() -> Iterable[BenchmarkSpec]:
-    return BENCHMARKS.values()
-
-
-def names() -> Sequence[str]:
-    return sorted(BENCHMARKS)
