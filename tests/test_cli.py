@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
+import re
 import subprocess
 import sys
 
 import pytest
 
+from mathtune import cli
 from mathtune.cli import main
 
 
@@ -47,10 +50,34 @@ def test_no_problem_given(capsys):
     assert_one_clear_error(code, err, "problem file not found")
 
 
+def _mathtune(*argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mathtune.cli", *argv], capture_output=True, text=True, timeout=60)
+
+
 def test_help_lists_every_stage():
-    out = subprocess.run([sys.executable, "-m", "mathtune.cli", "--help"], capture_output=True, text=True).stdout
-    for cmd in ("models", "pull", "solve"):
-        assert cmd in out
+    proc = _mathtune("--help")
+    assert proc.returncode == 0, proc.stderr
+    # Subcommand rows are indented 4 spaces under "COMMAND": name, then its one-line help.
+    listed = re.findall(r"^    ([a-z][\w-]*)(?:\s|$)", proc.stdout, flags=re.MULTILINE)
+    assert listed == cli.COMMANDS, proc.stdout
+    for name in cli.COMMANDS:
+        first_word = importlib.import_module(f"mathtune.commands.{name}").HELP.split()[0]
+        assert re.search(rf"^    {name}\s+{re.escape(first_word)}", proc.stdout, flags=re.MULTILINE), name
+
+
+@pytest.mark.parametrize("name", cli.COMMANDS)
+def test_every_subcommand_help_works(name):
+    proc = _mathtune(name, "--help")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
+    assert proc.stdout.startswith(f"usage: mathtune {name} "), proc.stdout
+    assert "-h, --help" in proc.stdout
+
+
+def test_missing_command_module_is_not_hidden(monkeypatch):
+    monkeypatch.setattr(cli, "COMMANDS", [*cli.COMMANDS, "no_such_command"])
+    with pytest.raises(ModuleNotFoundError, match="mathtune.commands.no_such_command"):
+        cli.build_parser()
 
 
 @pytest.mark.parametrize("argv", [["pull", "no-such-model"]])

@@ -229,7 +229,6 @@ def test_hub_path_streams_large_sources_and_stops_early(monkeypatch):
 
 
 def test_verify_answers_filter_uses_the_grader():
-    pytest.importorskip("mathtune.grading")
     from dataclasses import replace
 
     exs = load_source(SourceSpec(name="synth", limit=10, options={"levels": [1]}))

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import itertools
 import json
-from fractions import Fraction
 from math import comb
 
 import pytest
@@ -20,27 +19,7 @@ from mathtune.eval.metrics import (
     pass_at_k,
     wilson_interval,
 )
-
-
-def _fraction_equal(a: str, b: str) -> bool:
-    try:
-        return Fraction(a.strip()) == Fraction(b.strip())
-    except (ValueError, ZeroDivisionError):
-        return a.strip() == b.strip()
-
-
-@pytest.fixture()
-def equivalent(monkeypatch):
-    """The shared grader's answers_equivalent; a Fraction-based stand-in while grading is absent."""
-    try:
-        from mathtune.grading import answers_equivalent
-    except ImportError:
-        import mathtune.grading as grading
-
-        monkeypatch.setattr(grading, "answers_equivalent", _fraction_equal, raising=False)
-        answers_equivalent = _fraction_equal
-    return answers_equivalent
-
+from mathtune.grading import answers_equivalent
 
 # ----------------------------------------------------------------------------- Wilson
 
@@ -93,21 +72,21 @@ def test_pass_at_k_rejects_k_above_n():
 # ----------------------------------------------------------------------------- maj@k
 
 
-def test_majority_vote_groups_equivalent_answers(equivalent):
+def test_majority_vote_groups_equivalent_answers():
     # "1/2" and "0.5" are one answer (2 votes... plus \frac{1}{2}: 3) against "3" twice.
     votes = [("3", False), ("1/2", True), ("0.5", True), ("3", False), ("\\frac{1}{2}", True)]
-    answer, correct, size = majority_vote(votes, equivalent)
+    answer, correct, size = majority_vote(votes, answers_equivalent)
     assert (answer, correct, size) == ("1/2", True, 3)
     # Without equivalence the raw strings would lose to "3" (2 votes vs 1 each).
     assert majority_vote(votes, lambda a, b: a == b)[:2] == ("3", False)
 
 
-def test_majority_vote_tie_goes_to_earliest_sample_and_skips_missing(equivalent):
+def test_majority_vote_tie_goes_to_earliest_sample_and_skips_missing():
     votes = [(None, False), ("7", False), ("1/2", True), ("7", False), ("0.5", True)]
-    assert majority_vote(votes, equivalent) == ("7", False, 2)
+    assert majority_vote(votes, answers_equivalent) == ("7", False, 2)
     votes = [(None, False), ("0.5", True), ("7", False), ("1/2", True), ("7", False)]
-    assert majority_vote(votes, equivalent) == ("0.5", True, 2)
-    assert majority_vote([(None, False), ("  ", False)], equivalent) == (None, False, 0)
+    assert majority_vote(votes, answers_equivalent) == ("0.5", True, 2)
+    assert majority_vote([(None, False), ("  ", False)], answers_equivalent) == (None, False, 0)
 
 
 # ----------------------------------------------------------------------------- compute_metrics
@@ -138,7 +117,7 @@ def test_compute_metrics_single_sample_with_breakdowns():
     assert m["status_counts"] == {"ok": 3, "no_answer": 1}
 
 
-def test_compute_metrics_samples_maj_and_pass(equivalent):
+def test_compute_metrics_samples_maj_and_pass():
     records = [
         # p1: greedy wrong, but 0.5 and 1/2 (correct) out-vote 3 -> maj right; 2 of 4 correct
         _rec("p1", 0, False, "3"), _rec("p1", 1, True, "0.5"), _rec("p1", 2, True, "1/2"), _rec("p1", 3, False, "4"),
@@ -147,7 +126,7 @@ def test_compute_metrics_samples_maj_and_pass(equivalent):
         # p3: all right, listed out of order
         *[_rec("p3", s, True, "1") for s in (3, 1, 0, 2)],
     ]
-    m = compute_metrics(records, equivalent=equivalent)
+    m = compute_metrics(records, equivalent=answers_equivalent)
     assert m["samples_per_problem"] == 4 and m["n_responses"] == 12
     assert m["accuracy"]["value"] == pytest.approx(1 / 3, abs=1e-6)  # only p3's sample 0 is right
     assert m["mean_sample_accuracy"] == pytest.approx(6 / 12, abs=1e-6)
@@ -156,11 +135,11 @@ def test_compute_metrics_samples_maj_and_pass(equivalent):
     assert m["pass_at_k"]["2"] == pytest.approx((pass_at_k(4, 2, 2) + 0 + 1) / 3, abs=1e-6)
     assert m["pass_at_k"]["4"] == pytest.approx(2 / 3, abs=1e-6)
     # k caps the samples used: with k=2, p1's votes are "3" and "0.5" (tie -> "3", wrong)
-    m2 = compute_metrics(records, k=2, equivalent=equivalent)
+    m2 = compute_metrics(records, k=2, equivalent=answers_equivalent)
     assert m2["maj_at_k"]["value"] == pytest.approx(1 / 3, abs=1e-6) and set(m2["pass_at_k"]) == {"1", "2"}
 
 
-def test_compute_metrics_uses_the_shared_grader_by_default(equivalent):
+def test_compute_metrics_uses_the_shared_grader_by_default():
     records = [_rec("p", 0, False, "2"), _rec("p", 1, True, "1/2"), _rec("p", 2, True, "0.5")]
     assert compute_metrics(records)["maj_at_k"]["value"] == 1.0
 

@@ -39,12 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"mathtune {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        try:
-            mod = importlib.import_module(f"mathtune.commands.{name}")
-        except ModuleNotFoundError as e:
-            if e.name == f"mathtune.commands.{name}":
-                continue  # command not built in this checkout
-            raise
+        # A missing command module is a bug in the checkout, never a command to hide: let it raise.
+        mod = importlib.import_module(f"mathtune.commands.{name}")
         p = sub.add_parser(name, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP),
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         mod.add_arguments(p)
