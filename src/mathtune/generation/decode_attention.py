@@ -1,18 +1,21 @@
 """Decode attention that skips the left padding of a continuous batch, block by block.
 
 The hf backend's batch is left-padded to its longest prompt: every decode step, SDPA reads each
-row's keys and values over the full width, padding included. Decode attention is memory-bound
-(28% of a 64-problem GSM8K run on the 2-core dev CPU, 23% of the cells it read were padding), so
-those reads are time. Rows arrive in prefill groups of similar prompt lengths, so the batch splits
-into a few contiguous blocks of rows whose padding ends at about the same column; `row_blocks`
-picks the blocks (fewest cells read, plus a per-call cost) and `decode_attention_forward` runs
-transformers' own SDPA attention on each block over its columns only and stacks the outputs.
+row's keys and values over the full width, padding included. Decode attention is memory-bound,
+so those reads are time. Rows arrive in
+prefill groups of similar prompt lengths, so the batch splits into a few contiguous blocks of
+rows whose padding ends at about the same column; `row_blocks` picks the blocks (fewest cells
+read, plus a per-call cost) and `decode_attention_forward` runs transformers' own SDPA attention
+on each block over its columns only and stacks the outputs.
 
 Skipped columns are masked for every row of the block, so each row attends to exactly the same
 keys; only the summation blocking inside the kernel can differ (last bits). Padding inside a
 row (between the shared prompt prefix and the row's own suffix, see `hf._prefill`) is still
-read: moving the prefix next to each suffix saved only 3% more cells.
-Anything that is not a one-token decode step with blocks given falls through to `sdpa`.
+read. Anything that is not a one-token decode step with blocks given falls through to `sdpa`.
+
+Registering the function with transformers and switching the model to it is the
+`decode-block-attention` library patch (`mathtune.patches.attention`): version-gated, undone
+when `block_attention` exits.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from typing import Any
 
 NAME = "mathtune_decode"
 # One more SDPA call per layer costs about as much as reading this many (row, column) cells of a
-# 576-wide model's KV cache (~35 us vs ~90 ns per cell on the dev CPU).
+# 576-wide model's KV cache (a per-call overhead against a per-cell read, measured on a CPU).
 CALL_COST_CELLS = 400
 
 
@@ -76,26 +79,18 @@ def row_blocks(mask: Any, max_blocks: int = 4, call_cost: int | None = None) -> 
     return blocks[::-1]
 
 
-def register() -> None:
-    from transformers import AttentionInterface
-    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
-
-    AttentionInterface.register(NAME, decode_attention_forward)
-    ALL_MASK_ATTENTION_FUNCTIONS.register(NAME, sdpa_mask)
-
-
 @contextlib.contextmanager
 def block_attention(model: Any, enabled: bool = True) -> Iterator[bool]:
     """Within the block, a plain decoder running `sdpa` runs `decode_attention_forward` instead;
     yields whether it does (the caller then passes `decode_blocks=` to decode steps)."""
+    from transformers.masking_utils import sdpa_mask
+
+    from ..patches.attention import DECODE, use_attention
+    from ..patches.undo import Undo
+
     config = getattr(model, "config", None)
     enabled = (enabled and config is not None and getattr(config, "_attn_implementation", None) == "sdpa"
                and config.get_text_config() is config and hasattr(model, "set_attn_implementation"))
-    if enabled:
-        register()
-        model.set_attn_implementation(NAME)
-    try:
-        yield enabled
-    finally:
-        if enabled:
-            model.set_attn_implementation("sdpa")
+    undo = use_attention(model, DECODE, NAME, decode_attention_forward, sdpa_mask) if enabled else Undo(DECODE.name)
+    with undo:  # back to sdpa, registrations as they were
+        yield bool(undo)

@@ -17,7 +17,9 @@ the whole KV cache at every step, and pads. Here a small decode loop over the mo
   per step as a 4D boolean tensor, skipping transformers' mask machinery;
 - on CPU, while `generate` runs: sibling projections fused and every linear layer on a
   pre-packed MKL weight (`fused.py`), and decode attention per block of rows over the columns
-  the block needs, skipping left padding (`decode_attention.py`).
+  the block needs, skipping left padding (`decode_attention.py`). Both, and the KV cache's
+  DynamicLayer subclass, are version-gated library patches (`mathtune.patches`); both are
+  undone when `generate` returns.
 
 Greedy decoding picks the same tokens as one-at-a-time `generate` up to floating-point ties
 (batched matmuls sum in a different order); `benchmarks/eval_throughput.py` reports agreement.

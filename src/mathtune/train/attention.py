@@ -10,19 +10,22 @@ on a CPU.
 
 `mathtune_varlen` runs SDPA once per example instead, with `is_causal=True` and no mask (the
 fast kernels on every device; grouped-query heads via `enable_gqa`, no repeated K/V), and
-concatenates the outputs. Measured on the 2-core dev CPU, one decoder layer of SmolLM2-135M over
-18 packed GSM8K examples (4096 tokens), forward + backward: 1689 ms with the block mask, 159 ms
-per example (see `benchmarks/train_throughput.py` for whole-step numbers).
+concatenates the outputs: the scores computed grow with each example's length squared, not the
+row's (`benchmarks/train_throughput.py` times whole training steps against TRL's defaults).
 
 Anything that is not a padding-free batch (a padding mask, a KV cache, decoding) falls through
 to transformers' own `sdpa` path unchanged, so the same model also evaluates and generates.
 `use_varlen_attention(model)` switches a model from `sdpa` to it; training does that when the
-batches are padding-free.
+batches are padding-free. Registering it with transformers and switching the model is the
+`varlen-attention` library patch (`mathtune.patches.attention`): version-gated, and undone by
+the `Undo` it returns.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from ..patches.undo import Undo
 
 NAME = "mathtune_varlen"
 
@@ -89,22 +92,16 @@ def varlen_mask(batch_size: int, q_length: int, kv_length: int, q_offset: int = 
                      kv_offset=kv_offset, attention_mask=attention_mask, local_size=local_size, **kwargs)
 
 
-def register() -> None:
-    from transformers import AttentionInterface
-    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS
+def use_varlen_attention(model: Any) -> Undo:
+    """Switch `model` from sdpa to varlen attention; the returned `Undo` is true when it did and
+    switches back (registrations included) when undone. False (unchanged) when the model uses
+    another implementation (eager, flash-attention, ...), is not a plain decoder, or the
+    `varlen-attention` patch is off for this transformers version."""
+    from ..patches.attention import VARLEN, use_attention
 
-    AttentionInterface.register(NAME, varlen_attention_forward)
-    ALL_MASK_ATTENTION_FUNCTIONS.register(NAME, varlen_mask)
-
-
-def use_varlen_attention(model: Any) -> bool:
-    """Switch `model` from sdpa to varlen attention; False (unchanged) when it uses another
-    implementation (eager, flash-attention, ...) or is not a plain decoder."""
     config = model.config
     if getattr(config, "_attn_implementation", None) != "sdpa" or config.get_text_config() is not config:
-        return False
+        return Undo(VARLEN.name)
     if getattr(config, "sliding_window", None) and getattr(config, "use_sliding_window", True):
-        return False
-    register()
-    model.set_attn_implementation(NAME)
-    return True
+        return Undo(VARLEN.name)
+    return use_attention(model, VARLEN, NAME, varlen_attention_forward, varlen_mask)

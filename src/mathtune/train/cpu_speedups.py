@@ -1,8 +1,8 @@
 """Two CPU hot spots of LoRA SFT under TRL 1.x, replaced by leaner equivalents.
 
-Profiled on the 2-core dev CPU (SmolLM2-135M, LoRA r=16 on all linear layers with dropout 0.05,
-4 x 1024 packed tokens): of a 39 s optimizer step, 12.3 s went to TRL's fused LM head and ~8 s
-to LoRA dropout; the matrix products the step really needs took 11.8 s.
+A profile of a CPU LoRA step (SmolLM2-135M, LoRA on all linear layers with dropout, packed 1024-
+token rows) puts TRL's fused LM head and PEFT's LoRA dropout next to the matrix products the step
+really needs; `benchmarks/train_throughput.py` times whole steps with and without them.
 
 1. **Loss head.** TRL's `add_fused_lm_head` scores tokens with a Triton kernel on GPUs; elsewhere
    it scores *every* position (prompt tokens too) through a tile-by-tile torch fallback with many
@@ -11,28 +11,30 @@ to LoRA dropout; the matrix products the step really needs took 11.8 s.
    projects only the labelled positions, in token chunks, with one logsumexp per chunk; backward
    recomputes each chunk's logits (the `[tokens, vocab]` matrix is never kept), as TRL's does.
 2. **LoRA dropout.** PEFT computes `lora_B(lora_A(dropout(x)))`: `nn.Dropout` draws a float per
-   element (21 ms for a 4096 x 576 input here) and autograd keeps the dropped copy of `x` for
-   every adapted layer (q, k, v, gate and up each keep their own copy of the same input).
-   `fuse_lora_dropout` turns `lora_A` into one autograd function that draws 15-16 random bits
-   per element (1.3 ms), saves a 1-byte mask instead of a 4-byte copy, and recomputes `x * mask` in
-   backward. Same distribution (keep probability quantized to 1/32768), same expectation
-   scaling `1 / (1 - p)`; it is dropout, not a different regularizer.
+   element and autograd keeps the dropped copy of `x` for every adapted layer (q, k, v, gate and
+   up each keep their own copy of the same input). `fuse_lora_dropout` turns `lora_A` into one
+   autograd function that draws 15-16 random bits per element, saves a 1-byte mask instead of a
+   4-byte copy, and recomputes `x * mask` in backward. Same distribution (keep probability
+   quantized to 1/32768), same expectation scaling `1 / (1 - p)`; it is dropout, not a different
+   regularizer.
 
-Both switch on only where they help (a CPU device; vanilla LoRA layers; no logit softcapping or
-scaling) and fall back to the library code otherwise. Tests compare losses and gradients with
-the library implementations.
+Putting them in place patches TRL's and PEFT's objects: that is done by the library patches
+`trl-cpu-loss-head` and `lora-dropout-in-lora-a` (`mathtune.patches`), gated on the versions
+they were verified with; both functions return the patch's `Undo`. They switch on only where
+they help (a CPU device; vanilla LoRA layers; no logit softcapping or scaling) and leave the
+library code otherwise. Tests compare losses and gradients with the library implementations.
 """
 
 from __future__ import annotations
 
 import functools
-import types
 from typing import Any
+
+from ..patches.undo import Undo
 
 # Tokens per LM-head chunk. Each chunk's [tokens, vocab] float32 logits live in two scratch
 # buffers allocated once per pass and reused by every chunk (256 x 49152 x 4 B = 50 MB each),
-# instead of ~5 fresh [1024, vocab] temporaries (1 GB) per chunk: peak memory, not step time
-# (page faults fell, the dev CPU's step time did not move measurably).
+# instead of ~5 fresh [1024, vocab] temporaries (1 GB) per chunk: for peak memory, not step time.
 TOKEN_CHUNK = 256
 
 
@@ -133,19 +135,26 @@ def _plain_head(config: Any) -> bool:
         "final_logit_softcapping", "logit_scale", "output_multiplier", "lm_head_multiplier", "logits_scaling"))
 
 
-def install_cpu_loss_head(model: Any) -> bool:
+def install_cpu_loss_head(model: Any) -> Undo:
     """Route TRL's `fused_lm_head=True` forward through `labelled_log_probs` on a CPU model.
-    `model` is the (PEFT-unwrapped) causal LM that TRL patched; returns whether it was installed."""
-    import torch
-    from trl.trainer.utils import FusedCausalLMOutput
+    `model` is the (PEFT-unwrapped) causal LM that TRL patched; returns the `trl-cpu-loss-head`
+    patch's Undo, true when it was installed."""
+    from ..patches.trl_loss_head import PATCH, override_fused_head
 
     head = model.get_output_embeddings()
     if (head is None or getattr(head, "bias", None) is not None or head.weight.device.type != "cpu"
             or not _plain_head(model.config) or getattr(model.config.get_text_config(), "output_router_logits", False)):
-        return False
-    trl_forward = model.forward
+        return Undo(PATCH.name)
+    return override_fused_head(model, functools.partial(_cpu_loss_forward, type(model).forward))
 
-    @functools.wraps(type(model).forward)
+
+def _cpu_loss_forward(class_forward: Any, trl_forward: Any) -> Any:
+    """The forward replacing TRL's: labelled positions through `labelled_log_probs`, every other
+    call (no fused head, pre-shifted labels, no labels) to TRL's own forward."""
+    import torch
+    from trl.trainer.utils import FusedCausalLMOutput
+
+    @functools.wraps(class_forward)  # keep the signature: `generate` validates its kwargs against it
     def forward(self: Any, *args: Any, fused_lm_head: bool = False, labels: Any = None, shift_labels: Any = None,
                 num_items_in_batch: Any = None, **kwargs: Any) -> Any:
         if not fused_lm_head or shift_labels is not None or labels is None:
@@ -165,8 +174,7 @@ def install_cpu_loss_head(model: Any) -> bool:
         return FusedCausalLMOutput(loss=-log_probs.sum() / denom, log_probs=log_probs, entropy=entropy_full,
                                    is_top1=top1_full, label_mask=mask)
 
-    model.forward = types.MethodType(forward, model)
-    return True
+    return forward
 
 
 # --------------------------------------------------------------------------- LoRA dropout
@@ -227,24 +235,10 @@ def _lora_a_forward(self: Any, x: Any) -> Any:
     return type(self).forward(self, x)
 
 
-def fuse_lora_dropout(model: Any) -> int:
-    """Move each vanilla LoRA layer's dropout into its `lora_A` (see the module docstring).
-    Returns how many layers were changed; parameters and state-dict keys are untouched."""
-    import torch
+def fuse_lora_dropout(model: Any) -> Undo:
+    """Move each vanilla LoRA layer's dropout into its `lora_A` (see the module docstring) through
+    the `lora-dropout-in-lora-a` patch; `len()` of the returned Undo is how many layers changed.
+    Parameters and state-dict keys are untouched."""
+    from ..patches.lora_dropout import move_dropout_into_lora_a
 
-    n = 0
-    for module in model.modules():
-        drops, lora_a = getattr(module, "lora_dropout", None), getattr(module, "lora_A", None)
-        if not isinstance(drops, torch.nn.ModuleDict) or not isinstance(lora_a, torch.nn.ModuleDict):
-            continue
-        for name, drop in list(drops.items()):
-            a = lora_a[name] if name in lora_a else None  # noqa: SIM401 (ModuleDict has no .get)
-            variants = getattr(module, "lora_variant", {}) or {}
-            if (type(drop) is not torch.nn.Dropout or drop.p <= 0 or type(a) is not torch.nn.Linear
-                    or a.bias is not None or name in variants):
-                continue
-            a.mathtune_dropout = float(drop.p)
-            a.forward = types.MethodType(_lora_a_forward, a)
-            drops[name] = torch.nn.Identity()
-            n += 1
-    return n
+    return move_dropout_into_lora_a(model, _lora_a_forward)
