@@ -4,11 +4,16 @@
     .venv/bin/python benchmarks/eval_throughput.py --limit 16 --baseline-limit 4   # quick look
 
 SmolLM2-135M-Instruct, GSM8K test problems (../shared/data/benchmarks/gsm8k/test.jsonl), chat-boxed
-prompt, greedy, 256 new tokens, all in fp32 on the same machine in the same run:
+prompt, greedy, 256 new tokens, on the same machine in the same run, every arm in the dtype the
+product picks on this CPU (`pick_dtype`: bf16 where the CPU runs it fast, else fp32; `--dtype`
+overrides), plus mathtune in fp32 as a second row when that differs:
 
   (a) one problem at a time with `model.generate` (how the reference notebooks do it),
   (b) a plain batched `model.generate` (batch 16, left padding),
+  (c) transformers' own continuous batching, `model.generate_batch` (the library's answer),
   mathtune: `HFGenerator` (continuous batching, in-place KV cache, rows leave when done).
+
+The first lines name the CPU (vendor, AVX2/AVX-512/AVX512-BF16/AMX), the dtype and the threads.
 
 (a) is slow (~8 s a problem), so `--baseline-limit N` times it on the first N problems only and
 reports its per-problem rate; answer agreement with (a) is measured on those N. mathtune and (b)
@@ -63,6 +68,20 @@ def plain_batched(model, tok, prompts: list[str], max_new: int, batch: int) -> l
     return out
 
 
+def continuous_batching(model, tok, prompts: list[str], max_new: int) -> list[str]:
+    """transformers' `generate_batch` (paged KV cache, continuous batching), greedy."""
+    import torch
+    from transformers import GenerationConfig
+
+    ids = [tok(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    cfg = GenerationConfig(max_new_tokens=max_new, do_sample=False, eos_token_id=tok.eos_token_id,
+                           pad_token_id=tok.pad_token_id)
+    with torch.inference_mode():
+        out = model.generate_batch(inputs=ids, generation_config=cfg, progress_bar=False)
+    by_prompt = {tuple(r.prompt_ids): r.generated_tokens for r in out.values()}  # GSM8K prompts are distinct
+    return [tok.decode(by_prompt[tuple(i)], skip_special_tokens=True) for i in ids]
+
+
 def timed(fn, *args):
     """(result, wall seconds, CPU seconds of this process). On a machine shared with other jobs the
     wall time depends on their load; with a fixed thread count (--threads 1) the CPU time is the
@@ -95,6 +114,10 @@ def main() -> None:
                          "are the most exposed to the load of other processes; (a) is one long run)")
     ap.add_argument("--skip-a", action="store_true", help="skip baseline (a)")
     ap.add_argument("--skip-b", action="store_true", help="skip baseline (b)")
+    ap.add_argument("--skip-c", action="store_true", help="skip baseline (c), transformers' generate_batch")
+    ap.add_argument("--dtype", choices=["auto", "fp32", "bf16"], default="auto",
+                    help="dtype of every arm (auto: what the product picks on this CPU)")
+    ap.add_argument("--no-fp32-row", action="store_true", help="skip mathtune's second row in fp32")
     ap.add_argument("--threads", type=int, default=None,
                     help="fix torch threads for all three (default: baselines use torch's default, "
                          "mathtune tunes its own between 1 and that)")
@@ -106,34 +129,52 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     from mathtune.generation import HFGenerator, SamplingParams
     from mathtune.grading.extract import extract_answer
-    from mathtune.models import load_model
+    from mathtune.models import cpu_kind, load_model, pick_dtype
     from mathtune.prompts import get_style
 
-    model, tok = load_model("smollm2-135m-instruct", dtype="fp32", device="cpu")
+    dtype = {"torch.float32": "fp32", "torch.bfloat16": "bf16"}[str(pick_dtype("cpu", args.dtype))]
+    model, tok = load_model("smollm2-135m-instruct", dtype=dtype, device="cpu")
     style = get_style("chat-boxed")
     problems = load_problems(args.data, args.limit)
     prompts = [style.render(q, tok) for q in problems]
     n_a = min(args.baseline_limit or len(prompts), len(prompts))
+    print(f"CPU: {cpu_kind()}", flush=True)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {len(prompts)} GSM8K problems, "
-          f"{args.max_new_tokens} new tokens, greedy, fp32; baseline (a) on {n_a}", flush=True)
-
-    gen = HFGenerator(model, tok, batch_size=args.batch_size, threads=args.threads)
+          f"{args.max_new_tokens} new tokens, greedy, {dtype} ({'product pick' if args.dtype == 'auto' else 'forced'}); "
+          f"baseline (a) on {n_a}", flush=True)
     params = SamplingParams(max_new_tokens=args.max_new_tokens, stop=style.stop_strings)
-    gen.generate(prompts[:2], SamplingParams(max_new_tokens=4))  # warm-up (thread pools, allocator)
-    runs_m = [timed(gen.generate, prompts, params) for _ in range(max(1, args.repeat))]
-    outs, t_m, c_m = median_run(runs_m)
-    if args.threads is None:
-        torch.set_num_threads(gen.tuner.candidates[-1])  # give the baselines torch's default back
-    texts_m = [o[0].text for o in outs]
-    if any([o[0].text for o in r[0]] != texts_m for r in runs_m):
-        print("warning: mathtune's runs did not all produce the same text")
-    tokens_m = sum(o[0].tokens for o in outs)
-    rate_m, cpu_m = len(prompts) / t_m * 60, len(prompts) / c_m * 60
-    picks = sorted(set(gen.tuner.history)) or [torch.get_num_threads()]
-    print(f"mathtune hf     : {rate_m:7.1f} problems/min  ({t_m:.1f}s, {tokens_m / t_m:.0f} new tokens/s; "
-          f"threads used {picks}; {cpu_m:.1f} per CPU-min){spread(runs_m, len(prompts))}", flush=True)
+
+    def mathtune_arm(m, label: str):
+        gen = HFGenerator(m, tok, batch_size=args.batch_size, threads=args.threads)
+        gen.generate(prompts[:2], SamplingParams(max_new_tokens=4))  # warm-up (thread pools, allocator)
+        runs = [timed(gen.generate, prompts, params) for _ in range(max(1, args.repeat))]
+        outs, t, c = median_run(runs)
+        if args.threads is None:
+            torch.set_num_threads(gen.tuner.candidates[-1])  # give the baselines torch's default back
+        texts = [o[0].text for o in outs]
+        if any([o[0].text for o in r[0]] != texts for r in runs):
+            print("warning: mathtune's runs did not all produce the same text")
+        tokens = sum(o[0].tokens for o in outs)
+        picks = sorted(set(gen.tuner.history)) or [torch.get_num_threads()]
+        print(f"{label:16s}: {len(prompts) / t * 60:7.1f} problems/min  ({t:.1f}s, {tokens / t:.0f} new tokens/s; "
+              f"threads used {picks}; {len(prompts) / c * 60:.1f} per CPU-min){spread(runs, len(prompts))}", flush=True)
+        return texts, len(prompts) / t * 60, len(prompts) / c * 60
+
+    texts_m, rate_m, cpu_m = mathtune_arm(model, f"mathtune {dtype}")
+    if dtype != "fp32" and not args.no_fp32_row:
+        fp32_model, _ = load_model("smollm2-135m-instruct", dtype="fp32", device="cpu")
+        texts_32, rate_32, _ = mathtune_arm(fp32_model, "mathtune fp32")
+        del fp32_model
+        same = sum(extract_answer(x) == extract_answer(y) for x, y in zip(texts_m, texts_32, strict=True))
+        print(f"  {dtype} vs fp32: {rate_m / rate_32:.2f}x; same extracted answer {same}/{len(texts_m)}", flush=True)
 
     rows = []
+    if not args.skip_c:
+        runs_c = [timed(continuous_batching, model, tok, prompts, args.max_new_tokens) for _ in range(max(1, args.repeat))]
+        texts_c, t_c, c_c = median_run(runs_c)
+        print(f"(c) generate_batch: {len(prompts) / t_c * 60:5.1f} problems/min  ({t_c:.1f}s; "
+              f"{len(prompts) / c_c * 60:.1f} per CPU-min){spread(runs_c, len(prompts))}", flush=True)
+        rows.append(("(c)", len(prompts) / t_c * 60, len(prompts) / c_c * 60, texts_c))
     if not args.skip_b:
         runs_b = [timed(plain_batched, model, tok, prompts, args.max_new_tokens, 16) for _ in range(max(1, args.repeat))]
         texts_b, t_b, c_b = median_run(runs_b)

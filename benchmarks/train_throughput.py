@@ -16,7 +16,9 @@ subprocess (so its RSS high-water mark is its own):
   b32    the same with bf16=False (TRL defaults otherwise), the fairer TRL baseline on such CPUs
   c      mathtune.train.train with its defaults for the device (on a CPU: each batch flattened
          padding-free, per-example attention, labelled-positions-only loss head, fused LoRA
-         dropout, measured dtype, no gradient checkpointing)
+         dropout, the dtype the product picks on this CPU (bf16 where it is fast), no gradient
+         checkpointing): what users get
+  c32    the same forced to fp32 (run by default when the product picks another dtype)
   cpk    the same with trainer.packing=true (4 packed 1024-token rows a step; not run by default)
   cgc    the same with trainer.gradient_checkpointing=true (memory vs time; not run by default)
 
@@ -28,7 +30,8 @@ Then the matrix-product floor: the fewest FLOPs arm c's batches need (forward an
 products of the frozen layers over every token, the LM head over the labelled ones; attention,
 LoRA and elementwise work counted as free) at the best GEMM rate this CPU reaches in float32 or
 bfloat16. No implementation beats it on this machine, so it says which ratio over (a) the
-hardware allows.
+hardware allows; mathtune's share of it is printed. The first lines name the CPU kind, the dtype
+the product picks and the thread count.
 """
 
 from __future__ import annotations
@@ -166,6 +169,7 @@ def matmul_floor(c: dict, a: dict | None) -> None:
     print(f"matrix-product floor for c's batches: {flops / 1e12:.2f} TFLOP at the best measured GEMM rate "
           f"({rate_txt} GFLOP/s) = {floor_s:.1f} s for {c['seconds']:.1f} s measured -> at most {top:.0f} loss-tokens/s"
           + (f" = x{top / a['tokens_per_s']:.1f} (a)" if a and a["tokens_per_s"] else ""))
+    print(f"mathtune (c) reaches {c['tokens_per_s'] / top:.0%} of the matrix-product floor")
 
 
 def texts(rows: list[dict], tok) -> tuple[list[str], list[str]]:
@@ -224,10 +228,10 @@ def arm_b(rows, steps, meter, out, bf16: bool | None):
     trainer.train()
 
 
-def arm_c(rows, steps, meter, out, trainer_extra: dict | None = None):
+def arm_c(rows, steps, meter, out, trainer_extra: dict | None = None, dtype: str = "auto"):
     from mathtune.train import train
 
-    train({"model": {"name": MODEL},
+    train({"model": {"name": MODEL, "dtype": dtype},
            "method": {"kind": "lora", "r": LORA["r"], "alpha": LORA["alpha"], "dropout": LORA["dropout"],
                       "target_modules": "all-linear"},
            "data": {"examples": rows, "prompt": "chat-boxed", "validation": 0},
@@ -253,6 +257,7 @@ def child(arm: str, steps: int, n_rows: int, time_cap: float, hard_cap: float, o
     meter.t0 = time.time()
     {"a": lambda: arm_a(rows, steps, meter, out), "b": lambda: arm_b(rows, steps, meter, out, None),
      "b32": lambda: arm_b(rows, steps, meter, out, False), "c": lambda: arm_c(rows, steps, meter, out),
+     "c32": lambda: arm_c(rows, steps, meter, out, dtype="fp32"),
      "cgc": lambda: arm_c(rows, steps, meter, out, {"gradient_checkpointing": True}),
      "cpk": lambda: arm_c(rows, steps, meter, out, {"packing": True})}[arm]()
     print("RESULT " + json.dumps(meter.report(arm)), flush=True)
@@ -263,7 +268,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=3,
                     help="optimizer steps per arm (first is warm-up); arm c's steps are ~4x smaller (4 examples, "
                          "not 4 packed rows), so it runs 4x as many")
-    ap.add_argument("--arms", default="a,b,b32,c")
+    ap.add_argument("--arms", default=None, help="default: a,b,b32,c (+ c32 when the product picks bf16)")
     ap.add_argument("--rows", type=int, default=0, help="GSM8K rows to load (default: enough for packing)")
     ap.add_argument("--time-cap", type=float, default=600, help="stop an arm after the step that passes this many s")
     ap.add_argument("--hard-cap", type=float, default=900, help="kill an arm (reporting partial results) after this")
@@ -278,10 +283,18 @@ def main() -> None:
         return
     if not GSM8K.is_file():
         sys.exit(f"GSM8K train file not found at {GSM8K} (set MATHTUNE_SHARED_BENCHMARKS)")
+    import torch
+
+    from mathtune.models import cpu_kind, pick_dtype
+
+    dtype = pick_dtype("cpu")
+    print(f"CPU: {cpu_kind()}; torch {torch.__version__}, {os.environ.get('BENCH_THREADS', os.cpu_count())} threads; "
+          f"the product picks {str(dtype).replace('torch.', '')} on this CPU (arm c)", flush=True)
+    arms = args.arms or ("a,b,b32,c" + (",c32" if dtype != torch.float32 else ""))
     results = {}
-    for arm in args.arms.split(","):
+    for arm in arms.split(","):
         t = time.time()
-        steps = args.steps * 4 if arm in ("c", "cgc") else args.steps
+        steps = args.steps * 4 if arm in ("c", "c32", "cgc") else args.steps
         proc = subprocess.run([sys.executable, __file__, "--child", arm, "--steps", str(steps), "--rows", str(rows),
                                "--time-cap", str(args.time_cap), "--hard-cap", str(args.hard_cap), "--bf16-cap", str(args.bf16_cap),
                                "--out", args.out],
@@ -296,7 +309,7 @@ def main() -> None:
               f"({r['loss_tokens']} tokens / {r['seconds']:.1f} s; {r['note']}; wall {time.time() - t:.0f} s)", flush=True)
     if "c" in results:
         c = results["c"]
-        for base in ("a", "b", "b32"):
+        for base in ("a", "b", "b32", "c32"):
             if base in results and results[base]["tokens_per_s"]:
                 b = results[base]
                 bound = " (b is an upper bound, so this is a lower bound)" if b["steps"] == 0 else ""

@@ -15,7 +15,7 @@ Importing this package is cheap: torch and transformers load inside the function
 from __future__ import annotations
 
 from .catalogue import CATALOGUE, DEFAULT_MODEL, HUB_ID, CatalogueEntry, Wheel
-from .device import DtypeName, cpu_bf16_is_fast, free_memory, pick_device, pick_dtype
+from .device import DtypeName, cpu_bf16_is_fast, cpu_kind, free_memory, pick_device, pick_dtype
 from .load import (
     Quantize,
     adapter_base,
@@ -47,6 +47,6 @@ __all__ = [
     "CATALOGUE", "DEFAULT_MODEL", "HUB_ID", "MANIFEST", "CatalogueEntry", "DtypeName", "Quantize", "ThreadTuner",
     "Wheel", "adapter_base", "cache_dir", "catalogue_rows", "configure_cpu_threads", "cpu_bf16_is_fast",
     "dir_size", "fetch_gguf", "free_memory", "hub_snapshot", "is_adapter_dir", "is_cached", "load_model",
-    "load_tokenizer", "mathtune_home", "pick_device", "pick_dtype", "pull_model", "resolve_model",
+    "load_tokenizer", "mathtune_home", "cpu_kind", "pick_device", "pick_dtype", "pull_model", "resolve_model",
     "retune_callback", "thread_candidates", "tune_threads",
 ]

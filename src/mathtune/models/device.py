@@ -54,6 +54,22 @@ def free_memory(device: str) -> int:
 
 
 @cache
+def cpu_kind() -> str:
+    """This CPU in one line: model, vendor and the SIMD flags that decide bf16 speed
+    (AVX2, AVX-512, AVX512-BF16, AMX), read from /proc/cpuinfo where there is one."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            first = f.read().split("\n\n", 1)[0]
+    except OSError:
+        return platform.processor() or platform.machine() or "unknown CPU"
+    field = {k.strip(): v.strip() for k, v in (line.split(":", 1) for line in first.splitlines() if ":" in line)}
+    flags = set(field.get("flags", "").split())
+    simd = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]
+    return f"{field.get('model name', platform.machine())} ({field.get('vendor_id', '?')}; {' '.join(simd) or 'no AVX2'})"
+
+
 def cpu_bf16_is_fast() -> bool:
     """Measure once per process whether bf16 matmul beats fp32 on this CPU.
 
