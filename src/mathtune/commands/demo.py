@@ -1,6 +1,6 @@
 """`mathtune demo`: the whole loop on the embedded default model, offline, with a measured gain.
 
-    mathtune demo                    # ~15 min on a 2-core CPU; prints where the report is
+    mathtune demo                    # minutes on a laptop CPU; prints where the report is
     mathtune demo --out runs/demo2 --n-train 600 --n-test 200
 
 pull SmolLM2-135M-Instruct -> build a synthetic training set and a disjoint held-out test set

@@ -183,7 +183,7 @@ class _DecodeLoop:
 
     # Prefill at most this many prompts together: rows are sorted by length, so small groups pad
     # little, and GEMMs over a few hundred tokens already run at full speed while activations
-    # stay in cache (64 GSM8K prompts, 2-core CPU: 16 rows 8.3 s, 8 rows 6.8 s, 4 rows 7.0 s).
+    # stay in cache (8 was fastest of 4, 8 and 16 on 64 GSM8K prompts; benchmarks/eval_throughput.py).
     PREFILL_ROWS = 8
     PREFILL_TOKENS = 4096
     COMPACT_AT = 1 / 16
