@@ -86,29 +86,12 @@ def majority_vote(
     """Cluster (extracted answer, correct) votes by equivalence; return the winner's
     (answer, correct, cluster size). Ties go to the cluster seen first (lowest sample index).
 
-    Identical strings are merged before calling `equivalent`, so it runs once per pair of
-    distinct answers at most (k is small; the grader is bounded).
+    The equal-weights case of `mathtune.eval.vote.weighted_vote`.
     """
-    distinct: dict[str, list[int]] = {}
-    for i, (answer, _) in enumerate(votes):
-        if answer is not None and str(answer).strip():
-            distinct.setdefault(str(answer).strip(), []).append(i)
-    if not distinct:
-        return (None, False, 0)
-    eq = equivalent or _default_equivalence()
-    clusters: list[tuple[str, list[int]]] = []  # (representative, vote indices) in first-seen order
-    for answer, idx in distinct.items():
-        for rep, members in clusters:
-            if eq(rep, answer):
-                members.extend(idx)
-                break
-        else:
-            clusters.append((answer, list(idx)))
-    # max() keeps the first of equal keys; sort clusters by first member for the tie rule.
-    clusters.sort(key=lambda c: min(c[1]))
-    rep, members = max(clusters, key=lambda c: len(c[1]))
-    first = min(members)
-    return (rep, bool(votes[first][1]), len(members))
+    from .vote import weighted_vote
+
+    result = weighted_vote(votes, None, equivalent)
+    return (result.answer, result.correct, result.size)
 
 
 # ----------------------------------------------------------------------------- grouping
