@@ -24,8 +24,11 @@ COMMANDS = [
     "train",
     "eval",
     "compare",
+    "ensemble",
     "report",
     "demo",
+    "export",
+    "push",
 ]
 
 

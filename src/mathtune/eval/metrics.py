@@ -74,12 +74,6 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     return 1.0 - prod
 
 
-def _default_equivalence() -> Equivalence:
-    from ..grading import answers_equivalent  # the shared grader; imported lazily (sympy)
-
-    return answers_equivalent
-
-
 def majority_vote(
     votes: list[tuple[str | None, bool]], equivalent: Equivalence | None = None
 ) -> tuple[str | None, bool, int]:

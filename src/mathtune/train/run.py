@@ -149,6 +149,7 @@ def _build(recipe: TrainRecipe, model: Any, tokenizer: Any, train_ds: Any, eval_
         from .attention import use_varlen_attention
 
         # padding-free rows: attention per example instead of a block-diagonal mask over the row
+        # (this and the two CPU speedups below are version-gated library patches: mathtune.patches)
         use_varlen_attention(_unwrapped(model))
     trainer = build_trainer(model, tokenizer, config, train_ds, eval_ds, cbs + extra, optimizer)
     if device == "cpu":
@@ -289,15 +290,12 @@ def _benchmark_eval(recipe: TrainRecipe, model_dir: Path) -> dict[str, Any] | No
 
 
 def _push(repo_id: str, folder: Path) -> None:
-    try:
-        from huggingface_hub import HfApi
+    from mathtune.export import push_folder  # the one implementation, shared with `mathtune push`
 
-        api = HfApi()
-        api.create_repo(repo_id, exist_ok=True)
-        api.upload_folder(repo_id=repo_id, folder_path=str(folder))
-    except Exception as e:  # offline, no token: the run itself succeeded
-        raise MathtuneError(f"training finished but pushing to {repo_id!r} failed: {str(e).splitlines()[0][:200]}",
-                            "run `huggingface-cli login` and push the run directory again") from None
+    try:
+        push_folder(folder, repo_id)
+    except MathtuneError as e:  # offline, no token: the run itself succeeded
+        raise MathtuneError(f"training finished, but {e.message}", f"{e.hint}; or: mathtune push {folder} {repo_id}") from None
 
 
 def _check_early(recipe: TrainRecipe) -> None:

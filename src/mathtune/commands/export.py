@@ -1,0 +1,39 @@
+"""`mathtune export`: a model (catalogue name, Hub id, local dir or adapter dir) as HF safetensors
+or as a GGUF for llama.cpp / Ollama, reloaded and compared with the source unless --no-verify.
+
+    mathtune export runs/train/x/adapter -o out/x                      # merged HF model
+    mathtune export smollm2-135m-instruct -o out/smol --format gguf --quant q8_0
+    mathtune export out/x -o out/x-gguf --format gguf --quant f32 --no-verify
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+HELP = "export a model or adapter: merged safetensors (hf) or GGUF with an Ollama Modelfile, verified"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="catalogue name, Hub id, local model dir or LoRA adapter dir (merged into its base)")
+    p.add_argument("-o", "--output", required=True, help="output directory (replaced atomically if it exists)")
+    p.add_argument("--format", choices=["hf", "gguf"], default="hf", help="hf: safetensors + tokenizer; gguf: llama.cpp")
+    p.add_argument("--quant", default="f32", help="GGUF tensor type: f32, f16, bf16, q8_0 (K-quants: see the error's hint)")
+    p.add_argument("--name", help="model name written into the GGUF and the card (default: the output dir name)")
+    p.add_argument("--no-verify", action="store_true", help="skip reloading the export and comparing it with the source")
+    p.add_argument("--verify-tokens", type=int, default=32, help="greedy tokens per verification prompt")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..export import export_model, passed
+
+    result = export_model(args.model, args.output, fmt=args.format, quant=args.quant, verify=not args.no_verify,
+                          name=args.name, max_new_tokens=args.verify_tokens,
+                          log=lambda msg: print(f"mathtune: {msg}", file=sys.stderr, flush=True))
+    info = result.info
+    print(f"wrote {result.out_dir} ({', '.join(info['files'])})")
+    if passed(info) is False:
+        print("mathtune: verification FAILED: the export does not reproduce the source model "
+              "(see export.json 'verification')", file=sys.stderr)
+        return 1
+    return 0

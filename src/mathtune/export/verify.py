@@ -1,0 +1,121 @@
+"""Prove an exported model behaves like its source: reload what was written and compare.
+
+    from mathtune.export.verify import compare_models, reload_export
+    reloaded, rtok = reload_export(out_dir, "gguf", "model-f32.gguf")
+    report = compare_models(model, tok, reloaded, rtok)      # -> dict, stored in export.json
+
+On fixed math prompts (rendered through the chat template when the tokenizer has one):
+- `tokenizer_equal`: the reloaded tokenizer gives the same ids as the source's (a GGUF carries its
+  own tokenizer; a wrong pre-tokenizer or special token shows here first);
+- greedy decoding with both models: token-for-token and text equality per prompt;
+- teacher-forced on the source's prompt + greedy continuation: max |Δlogit| over all positions and
+  vocabulary, and top-1 agreement (share of positions whose argmax is the same).
+Runs in fp32 on the CPU, batch 1, so the numbers do not depend on padding. The reloaded
+tokenizer's eos id is compared too (`eos_equal`): a wrong EOS is a classic cause of run-on output.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+PROMPTS = (
+    "What is 12*7?",
+    "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. "
+    "How many clips did Natalia sell altogether in April and May?",
+    "Solve for x: 2x + 3 = 11.",
+    "Compute 1/2 + 1/3.",
+    "What is the derivative of x^3 + 2x?",
+    "A rectangle is 7 cm long and 5 cm wide. What is its area?",
+    "What is the greatest common divisor of 12 and 18?",
+    "What is the probability of rolling a sum of 7 with two fair dice?",
+)
+
+
+def render(tokenizer: Any, problem: str) -> str:
+    if getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template([{"role": "user", "content": problem}], tokenize=False,
+                                             add_generation_prompt=True)
+    return f"Question: {problem}\nAnswer:"
+
+
+def reload_export(out_dir: Path, fmt: Literal["hf", "gguf"], gguf_name: str | None = None) -> tuple[Any, Any]:
+    """Load an export back through transformers (for GGUF: its GGUF loader, tokenizer included)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    kwargs: dict[str, Any] = {"gguf_file": gguf_name} if fmt == "gguf" else {}
+    model = AutoModelForCausalLM.from_pretrained(out_dir, dtype=torch.float32, **kwargs).eval()
+    tok = AutoTokenizer.from_pretrained(out_dir, **kwargs)
+    return model, tok
+
+
+def _greedy(model: Any, ids: list[int], max_new_tokens: int, eos: list[int], pad: int | None) -> list[int]:
+    """Greedy decoding through `generate` (batch 1, no padding); the same stop ids for both models,
+    so a difference is the weights' doing (the GGUF's own eos is checked apart: `eos_equal`)."""
+    import torch
+    from transformers import GenerationConfig
+
+    cfg = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=eos or None,
+                           pad_token_id=pad if pad is not None else (eos[0] if eos else None))
+    with torch.no_grad():
+        out = model.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+                             generation_config=cfg)
+    return out[0, len(ids):].tolist()
+
+
+def _eos_ids(model: Any, tok: Any) -> list[int]:
+    eos = getattr(model.generation_config, "eos_token_id", None)
+    ids = eos if isinstance(eos, list) else [eos]
+    return sorted({i for i in [*ids, tok.eos_token_id] if i is not None})
+
+
+def compare_models(source: Any, source_tok: Any, reloaded: Any, reloaded_tok: Any, *,
+                   prompts: tuple[str, ...] = PROMPTS, max_new_tokens: int = 32) -> dict[str, Any]:
+    """Per-prompt and overall agreement between the source model and its reloaded export."""
+    import torch
+
+    eos = _eos_ids(source, source_tok)
+    rows: list[dict[str, Any]] = []
+    max_delta, agree, positions = 0.0, 0, 0
+    for problem in prompts:
+        text = render(source_tok, problem)
+        ids = source_tok(text, add_special_tokens=True)["input_ids"]
+        rids = reloaded_tok(text, add_special_tokens=True)["input_ids"]
+        gen = _greedy(source, ids, max_new_tokens, eos, source_tok.pad_token_id)
+        rgen = _greedy(reloaded, rids, max_new_tokens, eos, source_tok.pad_token_id)
+        seq = torch.tensor([ids + gen])
+        with torch.no_grad():
+            a = source(input_ids=seq).logits[0].float()
+            b = reloaded(input_ids=seq).logits[0].float()
+        delta = float((a - b).abs().max())
+        same_top1 = int((a.argmax(-1) == b.argmax(-1)).sum())
+        max_delta = max(max_delta, delta)
+        agree += same_top1
+        positions += a.shape[0]
+        rows.append({
+            "prompt": problem, "tokenizer_equal": ids == rids, "greedy_tokens_equal": gen == rgen,
+            "greedy_text_equal": source_tok.decode(gen, skip_special_tokens=True)
+            == reloaded_tok.decode(rgen, skip_special_tokens=True),
+            "max_abs_dlogit": delta, "top1_agreement": same_top1 / a.shape[0],
+            "source_text": source_tok.decode(gen, skip_special_tokens=True),
+        })
+    return {
+        "prompts": len(rows),
+        "max_new_tokens": max_new_tokens,
+        "tokenizer_equal": all(r["tokenizer_equal"] for r in rows),
+        "eos_equal": reloaded_tok.eos_token_id == source_tok.eos_token_id,
+        "greedy_tokens_equal": sum(r["greedy_tokens_equal"] for r in rows),
+        "greedy_text_equal": sum(r["greedy_text_equal"] for r in rows),
+        "max_abs_dlogit": max_delta,
+        "top1_agreement": agree / max(positions, 1),
+        "positions": positions,
+        "per_prompt": rows,
+    }
+
+
+def summary_line(report: dict[str, Any]) -> str:
+    n = report["prompts"]
+    return (f"greedy text equal {report['greedy_text_equal']}/{n}, tokens equal {report['greedy_tokens_equal']}/{n}, "
+            f"top-1 agreement {report['top1_agreement']:.2%} over {report['positions']} positions, "
+            f"max |Δlogit| {report['max_abs_dlogit']:.3g}, tokenizer {'equal' if report['tokenizer_equal'] else 'DIFFERS'}")
