@@ -353,3 +353,25 @@ def test_smollm2_f32_gguf_reproduces_greedy_text(default_model_dir, tmp_path):
     assert v["tokenizer_equal"] and v["eos_equal"]
     assert v["greedy_text_equal"] == v["prompts"] == 8
     assert v["max_abs_dlogit"] <= 1e-3
+
+
+def test_exported_gguf_runs_with_solve_and_load_model(tiny_model_dir, tmp_path, monkeypatch, capsys):
+    """`mathtune solve --model PATH.gguf`: the file is converted once into the cache and loads
+    with the source's weights (the greedy text solve prints is the source model's)."""
+    import torch
+
+    from mathtune.cli import main
+    from mathtune.models import load_model, resolve_model
+
+    monkeypatch.setenv("MATHTUNE_HOME", str(tmp_path / "home"))
+    export_model(tiny_model_dir, tmp_path / "g", fmt="gguf", quant="f32", verify=False)
+    gguf = tmp_path / "g" / "model-f32.gguf"
+    first = resolve_model(gguf)
+    assert resolve_model(gguf) == first and (first / "config.json").is_file()  # converted once
+    model, _ = load_model(str(gguf), dtype="fp32", device="cpu")
+    src, _ = load_model(str(tiny_model_dir), dtype="fp32", device="cpu")
+    for (name, a), b in zip(src.state_dict().items(), model.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    assert main(["solve", "What is 12*7?", "--model", str(gguf), "--max-new-tokens", "8"]) == 0
+    assert main(["solve", "x", "--model", str(tmp_path / "g" / "README.md")]) == 2  # not a model: one error
+    assert "error" in capsys.readouterr().err

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from ..errors import MathtuneError, unknown_name_error
 from .catalogue import CATALOGUE, HUB_ID
 from .device import DtypeName, pick_device, pick_dtype
-from .pull import cache_dir, hub_snapshot, is_cached, pull_model
+from .pull import cache_dir, gguf_model_dir, hub_snapshot, is_cached, pull_model
 from .threads import configure_cpu_threads
 
 if TYPE_CHECKING:
@@ -33,7 +33,7 @@ Quantize = Literal["4bit", "8bit"]
 
 
 def resolve_model(name_or_path: str | os.PathLike, *, pull: bool = True) -> Path:
-    """Turn a catalogue name, local directory or Hub id into a local model directory.
+    """Turn a catalogue name, local directory, local .gguf file or Hub id into a local model directory.
 
     Catalogue models and Hub ids are fetched on first use when `pull` is true.
     """
@@ -45,6 +45,8 @@ def resolve_model(name_or_path: str | os.PathLike, *, pull: bool = True) -> Path
         if not pull:
             raise MathtuneError(f"model {ref!r} is not pulled yet", f"run: mathtune pull {ref}")
         return pull_model(ref)
+    if path.is_file() and path.suffix == ".gguf":
+        return gguf_model_dir(path)
     if path.is_dir():
         if not (path / "config.json").is_file() and not is_adapter_dir(path):
             raise MathtuneError(

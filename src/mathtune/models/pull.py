@@ -237,6 +237,24 @@ def _convert_gguf(gguf: Path, out_dir: Path) -> None:
     tok.save_pretrained(out_dir)
 
 
+def gguf_model_dir(gguf: Path) -> Path:
+    """A local .gguf file (one `mathtune export --format gguf` wrote, or any Llama/Qwen2 GGUF)
+    as a model directory: converted once into the cache, keyed by the file's size and mtime."""
+    with open(gguf, "rb") as f:
+        if f.read(4) != b"GGUF":
+            raise MathtuneError(f"{gguf} is not a GGUF file", "point --model at a .gguf file or a model directory")
+    st = gguf.stat()
+    target = mathtune_home() / "gguf" / f"{gguf.stem}-{st.st_size:x}-{int(st.st_mtime_ns):x}"
+    if not (target / "config.json").is_file():
+        with atomic_dir(target) as tmp:
+            try:
+                _convert_gguf(gguf.resolve(), tmp)
+            except (ValueError, KeyError, OSError) as e:
+                raise MathtuneError(f"cannot load {gguf}: {str(e).splitlines()[0][:200] if str(e) else type(e).__name__}",
+                                    "transformers' GGUF loader reads Llama, Qwen2 and a few other architectures") from None
+    return target
+
+
 # --------------------------------------------------------------------------- listing
 
 
