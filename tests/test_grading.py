@@ -180,7 +180,8 @@ def test_grading_works_off_the_main_thread():
 def test_slow_symbolic_check_times_out_and_pool_recovers():
     grade("\\boxed{x+1}", "1+x")  # make sure a worker is up, so only the task is timed
     t = time.monotonic()
-    slow = grade("\\boxed{(x+y+z)^{60}}", "(x+y+z+1)^{60}", timeout=0.5)
+    # an exact product of 20,000 rationals: minutes of sympy time
+    slow = grade("\\boxed{\\prod_{k=1}^{20000} (1+\\frac{1}{k^3})}", "\\prod_{k=1}^{20000} (1+\\frac{1}{k^2})", timeout=0.5)
     assert slow.status == "timeout" and slow.correct is False
     assert time.monotonic() - t < 5
     after = grade("\\boxed{2x+2}", "2(x+1)")  # the killed worker was replaced

@@ -206,7 +206,17 @@ def _registries():
     return AttentionInterface._global_mapping, AttentionMaskInterface._global_mapping
 
 
-def test_varlen_attention_is_off_outside_its_transformers(installed, caplog, tiny_model):
+@pytest.fixture()
+def no_varlen_registration(monkeypatch):
+    """Training keeps its registration for the life of the process: earlier tests in the same
+    run leave one behind, so these tests start without it (put back afterwards)."""
+    from mathtune.train.attention import NAME
+
+    for registry in _registries():
+        monkeypatch.delitem(registry, NAME, raising=False)
+
+
+def test_varlen_attention_is_off_outside_its_transformers(installed, caplog, tiny_model, no_varlen_registration):
     from mathtune.train.attention import NAME, use_varlen_attention
 
     installed("transformers", "5.0.0")
@@ -216,7 +226,7 @@ def test_varlen_attention_is_off_outside_its_transformers(installed, caplog, tin
     assert_one_plain_line(caplog, patches.VARLEN, "transformers>=5.24,<5.25", "transformers 5.0.0")
 
 
-def test_varlen_attention_undo_restores_model_and_registries(tiny_model, monkeypatch):
+def test_varlen_attention_undo_restores_model_and_registries(tiny_model, monkeypatch, no_varlen_registration):
     from mathtune.train import attention
     from mathtune.train.attention import NAME, use_varlen_attention
 

@@ -109,8 +109,8 @@ class Problem:
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
 
-BOXED = ("boxed", "final_answer", "answer_is", "therefore", "last_number")
-NUMERIC = ("boxed", "gsm8k", "final_answer", "answer_is", "therefore", "last_number")
+BOXED = ("boxed", "final_answer", "answer_is", "therefore", "last_math", "last_number")
+NUMERIC = ("boxed", "gsm8k", "final_answer", "answer_is", "therefore", "last_math", "last_number")
 
 BENCHMARKS: dict[str, BenchmarkSpec] = {
     s.name: s

@@ -1,19 +1,58 @@
 """The answer grader: one grader for evaluation metrics, RL rewards, data filtering and the
 `mathtune grade` command. Imports no torch; sympy only runs in worker processes.
 
-    from mathtune.grading import grade, grade_many, extract_answer, gold_answer, answers_equivalent
+    from mathtune.grading import grade, grade_many, rewards, extract_answer, gold_answer, answers_equivalent
     grade("... so the answer is \\boxed{18}.", "Janet ... #### 18")
     # Grade(status='ok', extracted='18', gold='18', correct=True)
+    rewards(["... \\boxed{18}", "I think 17."], ["#### 18", "#### 18"])   # [1.0, 0.0]
 
-Pipeline: extract.py (answer cascade, `EXTRACTORS`, `DEFAULT`) -> normalize.py (canonical
-strings, exact numbers) -> structure.py (tuples, intervals, sets, equations) -> equivalence.py
-(fast in-process verdicts) -> symbolic.py (sympy, in worker processes: pool.py, worker.py)
--> grade.py (`Grade`, `grade`, `grade_many`).
+Pipeline: spans.py (boxes, math spans, plain objects) -> extract.py (answer cascade, `EXTRACTORS`,
+`DEFAULT`) -> normalize.py (canonical strings, exact numbers, clock times, ratios) -> structure.py
+(tuples, intervals, inequalities as intervals, sets, matrices, equations, "\\approx") ->
+equivalence.py (shape-by-shape verdicts; leaves by exact numbers, text, then numeric.py's
+50-digit random-point evaluation, all in-process) -> symbolic.py (sympy via latex2sympy2_extended,
+only for what numeric.py cannot read, in worker processes with real timeouts: pool.py,
+worker.py) -> grade.py (`Grade`, `grade`, `grade_many`) -> reward.py (`rewards`).
+
+What it is built on, and why (issue 15; measured, not assumed)
+---------------------------------------------------------------
+Options weighed: Math-Verify alone; a fast exact path in front of Math-Verify's parser; our
+extraction in front of the library's; our own throughout. Our own extraction and comparison
+won everywhere we could measure, with latex2sympy2_extended (the parser Math-Verify itself uses)
+kept as the symbolic back end and Math-Verify kept as the baseline (`benchmarks/grading.py`),
+not as a runtime dependency. Agreement with the expected verdicts, same data, one machine:
+
+    data set                                  n    mathtune (before)   Math-Verify   mathtune
+    differential corpus (tests/data, so far)  672        99.6%            99.9%       100.0%
+    corpus candidates not yet in it           450        96.0%            92.2%        99.8%
+    class tests (tests/test_grading_classes)  131        55.0%            83.2%       100.0%
+    own probe sets (prose, notation, sets..)  293        82.6%            85.0%        98.0%
+
+(The probe sets are our own cases outside the repo's tests; some were written after a first
+run, so they are not blind. The held-out suites the issue reports, 77.6% before vs 97.1%
+Math-Verify, are outside the repo and decide the issue.) A Math-Verify fallback for what our
+parser cannot read was measured too: on 1,640 development rows it would have changed one verdict,
+wrongly, so it was left out. Where each was wrong:
+  * Math-Verify: intermediate vs closing answers (takes an early box over "The final answer is";
+    several boxes where one was meant), inequalities against intervals, decimal commas,
+    matrices against tuples, text and letter answers, bases ("25_6"), plain "x <= 7".
+  * old mathtune: last-number fallback on relations/tuples/matrices, "Answer $ 9 $", several
+    boxes, labelled golds, bracketed arrays, doubled backslashes, zero-denominator wildcards
+    (12:00 == 1:00), nested radicals timing out.
+Speed (benchmarks/grading.py, one process each, ratios from the same run; the machine is
+shared, so they vary): corpus 10-11x Math-Verify's responses/s, GSM8K arm 9-10x, MATH arm
+12-34x. The sympy workers see ~2% of corpus rows because numbers, shapes and most expressions
+settle in-process (numeric.py); nested radicals that ran into the 5 s timeout take under a
+millisecond.
+
+Statuses: "ok" (a verdict), "no_answer", "unparseable", "timeout"; only "ok" can be correct.
+No signals anywhere: safe from any thread (TRL calls reward functions off the main thread).
 """
 
 from .equivalence import answers_equivalent
 from .extract import DEFAULT, EXTRACTORS, extract_answer, gold_answer
 from .grade import Grade, GradeStatus, grade, grade_many
+from .reward import rewards
 
 __all__ = [
     "DEFAULT",
@@ -25,4 +64,5 @@ __all__ = [
     "gold_answer",
     "grade",
     "grade_many",
+    "rewards",
 ]

@@ -1,24 +1,30 @@
 """Pull the final answer out of a model's response (and out of a benchmark's gold solution).
 
-An extractor is a function `text -> str | None`. They are tried in order and the first one that
-finds something wins; the order is configurable per benchmark (`extract_answer(text, order)`,
-`mathtune grade --extract boxed,answer_is`). Names live in `EXTRACTORS`; `DEFAULT` is the order
-used when none is given:
+An extractor is a function `text -> str | None`; names live in `EXTRACTORS` and `DEFAULT` is
+the order used when none is given (`extract_answer(text, order)`, `mathtune grade --extract`):
 
-    boxed         last \\boxed{...} / \\fbox{...} (nested braces); adjacent boxes such as
-                  "\\boxed{2} and \\boxed{3}" are joined as "2, 3"
+    boxed         the last \\boxed{...} / \\fbox{...}; boxes only separators apart
+                  ("\\boxed{2} \\quad\\text{and}\\quad \\boxed{3}", "\\(\\boxed{2}\\) and \\(\\boxed{3}\\)")
+                  are one answer, joined as "2, 3"
+    final_answer  "The final answer is X" / "Final Answer: X" (Minerva style)
+    answer_is     "the answer is X" / "Answer: X" / "Answer $X$"
     gsm8k         the text after the last "#### "
-    final_answer  "The final answer is X" / "Final answer: X" (Minerva style)
-    answer_is     "the answer is X" / "Answer: X"
-    therefore     last sentence opening with Therefore / Thus / Hence / So: its last $math$
-                  (right-hand side of an "=") or last number
+    therefore     last sentence opening with Therefore / Thus / Hence / So: its last object
     bold          last markdown **bold** span
     short         the whole response when it is a bare answer ("C", "x = 5", "\\frac{1}{2}")
+    last_math     the last mathematical object, whole: a math span, or a plain relation
+                  ("x <= 7"), tuple ("(7, 6)") or number
     last_number   the last number in the text
 
-Everything here is (close to) linear in the input size: boxes are found by scanning from the
-right with bounded brace matching, and the regex extractors read only the last `MAX_SCAN`
-characters, where final answers live, so 1 MB of garbage costs milliseconds.
+Anchored extractors (boxed, final_answer, answer_is) that stand next to each other in
+the order compete by position: the one found *last* in the text wins, so a closing "The final
+answer is $10$" outranks an intermediate \\boxed{}; a marker followed only by words ("the
+answer is correct") never outranks a box. After a marker, a bare value is read up to the end of
+its clause ("12 because ..."); a sentence ("The largest $n$ is 34") gives its last object.
+The others are fallbacks, tried in order.
+
+Everything here is (close to) linear in the input size (see spans.py); the regex extractors
+read only the last `MAX_SCAN` characters, where final answers live.
 
 Try it:  python -c "from mathtune.grading import extract_answer as e; print(e('So the answer is 18.'))"
 """
@@ -27,224 +33,183 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from ..errors import unknown_name_error
+from .spans import (
+    _box_at,
+    boxes,
+    joinable,
+    last_object,
+    match_brace,
+    math_spans,
+    objects,
+    trailing_group,
+    unescape,
+)
+
+__all__ = ["DEFAULT", "EXTRACTORS", "check_order", "extract_answer", "gold_answer", "match_brace"]
 
 MAX_SCAN = 50_000
-# A group of boxes counts as one multi-part answer when they are this close and only
-# separators ("and", ",", "or", "$", spaces) stand between them.
-_BOX_JOIN_GAP = re.compile(r"^[\s$,;.]*(?:(?:and|or|&|\\text\{\s*(?:and|or)\s*\}|\\quad|\\qquad)[\s$,;]*)?$")
-
 Extractor = Callable[[str], "str | None"]
 
 
-# ----------------------------------------------------------------------------- braces
-
-
-def match_brace(text: str, open_pos: int, max_pos: int | None = None) -> int:
-    """Index of the `}` closing the `{` at `open_pos`, or -1 when unbalanced (iterative, O(n))."""
-    depth = 0
-    end = len(text) if max_pos is None else max_pos
-    i = open_pos
-    while i < end:
-        c = text[i]
-        if c == "\\" and i + 1 < end and text[i + 1] in "{}":
-            i += 2  # \{ and \} are literal braces (sets), not grouping
-            continue
-        if c == "{":
-            depth += 1
-        elif c == "}":
-            depth -= 1
-            if depth == 0:
-                return i
-        i += 1
-    return -1
-
-
-_BOX = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])\s*")
-MAX_BOXES = 1000  # adjacent boxes joined into one answer, at most
-
-
-def _box_at(text: str, start: int, max_pos: int | None = None) -> tuple[str, int, bool] | None:
-    """(content, end, closed) of the box starting at `start`, or None when it does not close
-    before `max_pos`. Without `max_pos` an unclosed box yields the rest of the text."""
-    m = _BOX.match(text, start)
-    if not m:
-        return None
-    pos = m.end()
-    if pos < len(text) and text[pos] == "{":
-        close = match_brace(text, pos, max_pos)
-        if close < 0:
-            return (text[pos + 1 :].strip(), len(text), False) if max_pos is None else None
-        return text[pos + 1 : close].strip(), close + 1, True
-    tok = re.match(r"[^\s$,;}]+", text[pos : pos + 200])  # "\boxed 5": one token
-    return (tok.group(0).rstrip("."), pos + tok.end(), True) if tok and tok.group(0).rstrip(".") else None
-
-
-def _last_box_start(text: str, before: int) -> int:
-    return max(text.rfind("\\boxed", 0, before), text.rfind("\\fbox", 0, before))
-
-
-def _boxes(text: str) -> list[tuple[int, int, str]]:
-    """The trailing group of boxes as (start, end, content), left to right: the last box
-    (or the outermost box around it), plus earlier boxes only separators away from it.
-    Scans from the right; every scan is bounded, so the cost stays linear-ish on any input."""
-    start = _last_box_start(text, len(text))
-    while start >= 0 and not _BOX.match(text, start):
-        start = _last_box_start(text, start)
-    found = _box_at(text, start) if start >= 0 else None
-    if found is None:
-        return []
-    group = [(start, found[1], found[0])]
-    nesting = 0
-    for _ in range(MAX_BOXES):
-        prev = _last_box_start(text, group[0][0])
-        if prev < 0:
-            break
-        before = _box_at(text, prev, group[0][0])
-        if before is None:  # does not close before the next box: encloses it, or is broken
-            outer = _box_at(text, prev) if len(group) == 1 and nesting < 5 else None
-            if outer is not None and outer[2] and outer[1] >= group[0][1]:
-                group, nesting = [(prev, outer[1], outer[0])], nesting + 1
-                continue
-            break
-        gap = text[before[1] : group[0][0]]
-        if len(gap) > 40 or not _BOX_JOIN_GAP.match(gap):
-            break
-        group.insert(0, (prev, before[1], before[0]))
-    return group
-
-
-# ----------------------------------------------------------------------------- spans
-
-
-_FILLER = re.compile(
-    r"^(?:(?:approximately|about|roughly|around|exactly|precisely|simply|just|equal\s+to|given\s+by)\s+|=\s*|\\approx\s*|≈\s*)+",
-    re.IGNORECASE,
-)
-
-
-def _after_marker(text: str) -> str | None:
-    """The answer that starts at the beginning of `text` (just after "the answer is")."""
-    s = _FILLER.sub("", text.lstrip(" \t:*"))
-    if not s:
-        return None
-    if s.startswith(("\\boxed", "\\fbox")):
-        box = _box_at(s, 0)
-        return box[0] if box else None
-    for open_, close in (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]")):
-        if s.startswith(open_):
-            end = s.find(close, len(open_))
-            inner = s[len(open_) : end] if end > 0 else ""
-            # "$18. Then $5 ..." is money, not math: a sentence break inside means plain text
-            if end > 0 and not re.search(r"\n|\.\s", inner):
-                return inner.strip() or None
-            break
-    # plain text: up to the end of the line or sentence (a "." not inside a number)
-    line = s.split("\n", 1)[0]
-    m = re.search(r"\.(?!\d)|(?<=\S)\s+(?:because|since|which|as|so)\b|;", line)
-    ans = (line[: m.start()] if m else line).strip().rstrip(",:*").strip()
-    return ans or None
+@dataclass(frozen=True)
+class Found:
+    answer: str
+    pos: int  # where it starts in the text (anchored extractors compete by position)
 
 
 def _clip(text: str) -> str:
     return text[-MAX_SCAN:] if len(text) > MAX_SCAN else text
 
 
-# ----------------------------------------------------------------------------- extractors
+# ----------------------------------------------------------------------------- boxes
 
 
-def extract_boxed(text: str) -> str | None:
-    """Content of the last \\boxed{}/\\fbox{}; trailing adjacent boxes are joined with ", "."""
-    parts: list[str] = []
-    for _, _, content in _boxes(text):
-        if content and content not in parts:
-            parts.append(content)
-    return ", ".join(parts) if parts else None
+def _items(content: str) -> int:
+    depth, n = 0, 1
+    for c in content:
+        depth += c in "([{"
+        depth -= c in ")]}"
+        n += c in ",;" and depth == 0
+    return n
 
 
-def extract_gsm8k(text: str) -> str | None:
-    """The text after the last "####" (GSM8K's answer line)."""
+def find_boxed(text: str, parts: int = 1) -> Found | None:
+    """The trailing group of boxes; when the gold has `parts` > 1 parts and the group holds
+    fewer, earlier boxes too, even with text between them ("(a) \\boxed{2} ... (b) \\boxed{3}")."""
+    found = boxes(text)
+    group = trailing_group(text, found)
+    if not group:
+        return None
+    count = sum(_items(b.text) for b in group)
+    if count < parts:
+        earlier = found[: len(found) - len(group)]
+        while earlier and count < parts:
+            count += _items(earlier[-1].text)
+            group = [earlier.pop(), *group]
+        if count != parts:
+            group = trailing_group(text, found)
+    contents: list[str] = []
+    for b in group:
+        if b.text and b.text not in contents:
+            contents.append(b.text)
+    return Found(", ".join(contents), group[0].start) if contents else None
+
+
+# ----------------------------------------------------------------------------- markers
+
+_FILLER = re.compile(
+    r"^(?:(?:approximately|about|roughly|around|exactly|precisely|simply|just|equal\s+to|given\s+by|that)\s+|=\s*|\\approx\s*|≈\s*)+",
+    re.IGNORECASE,
+)
+_CLAUSE_END = re.compile(r"(?<!\b[apAP])(?<!\b[apAP]\.[mM])\.(?!\d)|\s+(?:because|since|as|so|which|where|when|given\s+that)\b|;|\n")
+_EXPLANATION = re.compile(r"\s+(?:because|since|as|given\s+that|where|when|if)\b|;")
+_PROSE = re.compile(r"[A-Za-z]{2,}")
+
+
+def _delimited(s: str) -> str | None:
+    """The content of the math span or box that opens `s`, if one does."""
+    if s.startswith(("\\boxed", "\\fbox")):
+        box = _box_at(s, 0)
+        return box[0] if box else None
+    spans = math_spans(s[:5000])
+    if spans and spans[0].start == 0:
+        return spans[0].text
+    return None
+
+
+def _words_outside_math(s: str) -> int:
+    bare = re.sub(r"\\(?:begin|end)\{[^{}]*\}|\$[^$]*\$|\\\(.*?\\\)|\\boxed\{[^{}]*\}|\\text\s*\{[^{}]*\}|\\[A-Za-z]+", " ", s)
+    return len(_PROSE.findall(bare))
+
+
+def after_marker(text: str) -> str | None:
+    """The answer that starts at the beginning of `text` (just after "the answer is")."""
+    s = _FILLER.sub("", text.lstrip(" \t\n:*"))
+    if not s:
+        return None
+    inner = _delimited(s)
+    if inner is not None:
+        return inner or None
+    line = s.split("\n", 1)[0]
+    m = _CLAUSE_END.search(line)
+    clause = (line[: m.start()] if m else line).strip().rstrip(",:*").strip()
+    if _words_outside_math(clause) >= 3 or (_words_outside_math(clause) == 2 and re.search(r"\d|\$", clause)):
+        # a sentence ("The smallest $k$ is 27"): its last object, before any explanation
+        full = line[: m.start()] if m and m.group(0).startswith(".") else line
+        head = _EXPLANATION.split(full, maxsplit=1)[0]
+        obj = last_object(head)
+        if obj is not None:
+            return obj.text
+    return clause or None
+
+
+def _last_match(text: str, pattern: re.Pattern[str]) -> Found | None:
+    """The answer after the last match of `pattern` that is followed by one."""
+    matches = list(pattern.finditer(text))
+    for m in reversed(matches[-20:]):
+        ans = after_marker(text[m.end() : m.end() + 2000])
+        if ans:
+            return Found(final_side(ans), m.start())
+    return None
+
+
+_FINAL = re.compile(
+    r"final\s+answer(?:\s+(?:to|for|of)\b[^.:\n$]{0,60}?)?\s*(?:\*\*)?\s*"
+    r"(?:is\b|:|=|should\s+be|would\s+be|(?<=\n)|(?=\$|\\\(|\\\[|\\boxed))\s*(?:\*\*)?\s*:?",
+    re.IGNORECASE,
+)
+_ANSWER_IS = re.compile(
+    r"\b(?:the\s+)?(?:correct\s+|final\s+)?(?:answer|option|choice)(?:\s+(?:to|for)\b[^.:\n$]{0,40}?)?\s*(?:\*\*)?\s*"
+    r"(?:is\b|should\s+be|would\s+be|will\s+be|=|:)\s*(?:\*\*)?\s*:?"
+    r"|(?:^|(?<=\n)|(?<=\*\*))[ \t]*answer\b[ \t]*(?:\*\*)?\s*(?=\$|\\\(|\\\[|\\boxed|-?\d)"  # "Answer $ 9 $", "**Answer** 9"
+    r"|\banswer\b\s*(?=\$|\\\(|\\\[|\\boxed)",  # "... our answer $\\frac34$"
+    re.IGNORECASE,
+)
+
+
+def find_final_answer(text: str) -> Found | None:
+    return _last_match(_clip(text), _FINAL)
+
+
+def find_answer_is(text: str) -> Found | None:
+    return _last_match(_clip(text), _ANSWER_IS)
+
+
+def find_gsm8k(text: str) -> Found | None:
     text = _clip(text)
     pos = text.rfind("####")
     if pos < 0:
         return None
     ans = text[pos + 4 :].split("\n", 1)[0].strip().rstrip(".").strip()
-    return ans or None
+    return Found(ans, pos) if ans else None
 
 
-def _last_marker(text: str, pattern: re.Pattern[str]) -> str | None:
-    text = _clip(text)
-    last = None
-    for m in pattern.finditer(text):
-        last = m
-    if last is None:
-        return None
-    return _after_marker(text[last.end() :])
-
-
-_FINAL = re.compile(r"final\s+answer\s*(?:is|:|=)\s*(?:that\s+)?", re.IGNORECASE)
-_ANSWER_IS = re.compile(
-    r"(?:the\s+(?:correct\s+|final\s+)?(?:answer|option|choice)\s+(?:is|should\s+be|would\s+be)\s*:?|\banswer\s*:)\s*",
-    re.IGNORECASE,
-)
-
-
-def extract_final_answer(text: str) -> str | None:
-    """"The final answer is X" / "Final Answer: X"."""
-    return _last_marker(text, _FINAL)
-
-
-def extract_answer_is(text: str) -> str | None:
-    """"the answer is X" / "Answer: X"."""
-    return _last_marker(text, _ANSWER_IS)
-
+# ----------------------------------------------------------------------------- fallbacks
 
 _THEREFORE = re.compile(
     r"(?:^|[.!?\n]\s*)(?:Therefore|Thus|Hence|So|In conclusion)\b[^\n]*?(?:[.!?](?=\s|$)|$)",
     re.IGNORECASE | re.MULTILINE,
 )
-_PROSE = re.compile(r"[A-Za-z]{2,}\s+[A-Za-z]{2,}")
-_INLINE_MATH = re.compile(r"\$\$(.+?)\$\$|\$(.+?)\$|\\\((.+?)\\\)|\\\[(.+?)\\\]", re.DOTALL)
-_NUMBER = re.compile(r"-?\$?\d[\d,]*(?:\.\d+)?(?:/\d+)?%?|-?\.\d+")
 
 
-def _last_number(text: str) -> str | None:
-    last = None
-    for m in _NUMBER.finditer(text):
-        last = m
-    if last is None:
-        return None
-    num = last.group(0).replace("$", "").rstrip(",")
-    return num or None
-
-
-def extract_therefore(text: str) -> str | None:
-    """The last "Therefore/Thus/Hence/So ..." sentence: its last inline math or number."""
+def find_therefore(text: str) -> Found | None:
+    """The last "Therefore/Thus/Hence/So ..." sentence, when no number follows it: its last
+    object before any explanation ("because ...")."""
     text = _clip(text)
     last = None
     for m in _THEREFORE.finditer(text):
         last = m
     if last is None or re.search(r"\d", text[last.end() :]):
         return None  # reasoning went on after it: "So she has 9 left. ... makes $18."
-    sentence = last.group(0)
-    maths = [next(g for g in m.groups() if g is not None) for m in _INLINE_MATH.finditer(sentence)]
-    maths = [m for m in maths if not _PROSE.search(re.sub(r"\\text\{[^{}]*\}", "", m))]  # "$2 each, making $"
-    if maths:
-        expr = maths[-1].strip()
-        if "=" in expr and not expr.startswith("\\{"):
-            expr = expr.rsplit("=", 1)[1].strip()
-        return expr.rstrip(".").strip() or None
-    m = re.search(r"\b(?:is|are|equals|=|be|gives|get)\s+(.*)$", sentence)
-    if m:
-        tail = _after_marker(m.group(1))
-        num = _last_number(tail) if tail else None
-        if num:
-            return num
-    return _last_number(sentence)
+    head = _EXPLANATION.split(last.group(0), maxsplit=1)[0]
+    obj = last_object(head)
+    return Found(final_side(obj.text.rstrip(".").strip()), last.start() + obj.start) if obj else None
 
 
-def extract_bold(text: str) -> str | None:
+def find_bold(text: str) -> Found | None:
     """The last markdown **bold** span (after any "Answer:" label inside it), when no number
     follows it (a bold "**Step 1:**" heading is not an answer)."""
     text = _clip(text)
@@ -255,19 +220,17 @@ def extract_bold(text: str) -> str | None:
         return None
     span = last.group(1).strip()
     if ":" in span:
-        rest = span.rsplit(":", 1)[1].strip()
-        if not rest:
+        span = span.rsplit(":", 1)[1].strip()
+        if not span:
             return None  # a label such as "**Answer:**" whose value is outside the bold
-        span = rest
     span = span.rstrip(".").strip()
     if span.startswith("$") and span.endswith("$") and len(span) > 1:
         span = span.strip("$").strip()
-    return span or None
+    return Found(span, last.start()) if span else None
 
 
-def extract_short(text: str) -> str | None:
-    """The whole response when it is a bare answer: one short line that is not a sentence
-    ("C", "x = 5", "\\frac{1}{2}", "18 apples", or one or two bare words like "Monday")."""
+def find_short(text: str) -> Found | None:
+    """The whole response when it is a bare answer: one short line that is not a sentence."""
     s = text.strip()
     if not s or len(s) > 80 or "\n" in s:
         return None
@@ -278,24 +241,79 @@ def extract_short(text: str) -> str | None:
     s = s.rstrip(".").strip()
     if s.startswith("$") and s.endswith("$"):
         s = s.strip("$").strip()
-    return s or None
+    return Found(s, 0) if s else None
 
 
-def extract_last_number(text: str) -> str | None:
-    """The last number in the text (signs, thousands separators, decimals, a/b, %)."""
-    return _last_number(_clip(text))
+def final_side(expr: str) -> str:
+    """"2 + 3 = 5" -> "5": a computation chain (no letters before the last "=") gives its
+    result; an equation such as "y = 2x + 3" is kept whole."""
+    sides = re.split(r"(?<![<>!\\])=(?!=)", expr)
+    if len(sides) > 1 and sides[-1].strip():
+        head = re.sub(r"\\(?:frac|dfrac|sqrt|cdot|times|div|left|right)(?![A-Za-z])", "", "=".join(sides[:-1]))
+        if not re.search(r"[A-Za-z]", head):
+            return sides[-1].strip()
+    return expr
 
 
-EXTRACTORS: dict[str, Extractor] = {
-    "boxed": extract_boxed,
-    "gsm8k": extract_gsm8k,
-    "final_answer": extract_final_answer,
-    "answer_is": extract_answer_is,
-    "therefore": extract_therefore,
-    "bold": extract_bold,
-    "short": extract_short,
-    "last_number": extract_last_number,
+MAX_TAIL = 300  # characters of text after a fallback answer: more, and it was not the answer
+
+
+def _tail_ok(text: str, end: int) -> bool:
+    """A fallback answer ends the response: a long stretch after it (a loop of words, a
+    truncated derivation) means the response never gave one."""
+    return len(text) - end <= MAX_TAIL or len(re.sub(r"\s+", "", text[end:])) <= MAX_TAIL
+
+
+def find_last_math(text: str, parts: int = 1) -> Found | None:
+    """The last object; when the gold has `parts` > 1 parts, the last `parts` objects if only
+    separators stand between them ("x = -7 or x = 1")."""
+    found = objects(_clip(text))
+    if not found or not _tail_ok(_clip(text), found[-1].end):
+        return None
+    tail = found[-parts:] if parts > 1 and len(found) >= parts else found[-1:]
+    clipped = _clip(text)
+    if len(tail) > 1 and all(joinable(clipped[a.end : b.start]) for a, b in zip(tail, tail[1:], strict=False)):
+        return Found(", ".join(o.text for o in tail), tail[0].start)
+    return Found(final_side(found[-1].text), found[-1].start)
+
+
+_NUMBER = re.compile(r"[-−]?\\?\$?[\d.,]+(?:/[\d.,]+)?(?:\\?%)?")
+
+
+def find_last_number(text: str) -> Found | None:
+    """The last object when it is a number: never a number pulled out of a relation, tuple or
+    matrix (`$x < 3$` has no last number)."""
+    found = objects(_clip(text))
+    if not found or not _tail_ok(_clip(text), found[-1].end) or not _NUMBER.fullmatch(found[-1].text):
+        return None
+    return Found(found[-1].text.replace("\\$", "").replace("$", "").rstrip(","), found[-1].start)
+
+
+FINDERS: dict[str, Callable[[str], Found | None]] = {
+    "boxed": find_boxed,
+    "final_answer": find_final_answer,
+    "answer_is": find_answer_is,
+    "gsm8k": find_gsm8k,
+    "therefore": find_therefore,
+    "bold": find_bold,
+    "short": find_short,
+    "last_math": find_last_math,
+    "last_number": find_last_number,
 }
+ANCHORED = frozenset({"boxed", "final_answer", "answer_is"})
+
+
+def _as_extractor(name: str) -> Extractor:
+    def run(text: str) -> str | None:
+        found = FINDERS[name](text)
+        return found.answer if found else None
+
+    run.__name__ = f"extract_{name}"
+    run.__doc__ = FINDERS[name].__doc__
+    return run
+
+
+EXTRACTORS: dict[str, Extractor] = {name: _as_extractor(name) for name in FINDERS}
 DEFAULT: tuple[str, ...] = tuple(EXTRACTORS)
 
 
@@ -311,39 +329,78 @@ def check_order(order: Sequence[str] | str | None) -> tuple[str, ...]:
     return tuple(names) or DEFAULT
 
 
-def extract_answer(text: str, order: Sequence[str] | str | None = None) -> str | None:
-    """The final answer in `text` by the first extractor (in `order`) that finds one, else None."""
+# ----------------------------------------------------------------------------- the cascade
+
+
+def _mathy(answer: str) -> bool:
+    return bool(re.search(r"[\d\\^=<>]", answer)) or bool(re.fullmatch(r"\(?[A-Ea-e]\)?", answer.strip()))
+
+
+def _best_anchored(text: str, names: list[str], parts: int) -> str | None:
+    """Among anchored extractors, the answer found last; a words-only answer ("the answer is
+    correct") only when no anchored answer holds any mathematics."""
+    found = []
+    for name in names:
+        f = find_boxed(text, parts) if name == "boxed" else FINDERS[name](text)
+        if f is not None and f.answer.strip():
+            found.append(f)
+    if not found:
+        return None
+    mathy = [f for f in found if _mathy(f.answer)]
+    return max(mathy or found, key=lambda f: f.pos).answer.strip()
+
+
+def _cascade(text: str, names: tuple[str, ...], parts: int) -> str | None:
+    if not text.strip():
+        return None
+    i = 0
+    while i < len(names):
+        if names[i] in ANCHORED:
+            j = i
+            while j < len(names) and names[j] in ANCHORED:
+                j += 1
+            got = _best_anchored(text, list(names[i:j]), parts)
+            i = j
+        else:
+            f = find_last_math(text, parts) if names[i] == "last_math" else FINDERS[names[i]](text)
+            got = f.answer.strip() if f is not None else None
+            i += 1
+        if got:
+            return got
+    return None
+
+
+def extract_answer(text: str, order: Sequence[str] | str | None = None, *, parts: int = 1) -> str | None:
+    """The final answer in `text` by the extractors in `order`, else None. `parts` is how many
+    parts the expected answer has (boxes further apart are then read as one answer)."""
     names = check_order(order)
     if not text or not text.strip():
         return None
+    text = unescape(text)
     # R1-style outputs: the answer follows the reasoning block; look inside it only as a fallback
     if "</think>" in text:
-        found = _cascade(text.rsplit("</think>", 1)[1], names)
-        return found if found is not None else _cascade(text, names)
-    return _cascade(text, names)
-
-
-def _cascade(text: str, names: tuple[str, ...]) -> str | None:
-    if not text.strip():
-        return None
-    for name in names:
-        found = EXTRACTORS[name](text)
-        if found is not None and found.strip():
-            return found.strip()
-    return None
+        found = _cascade(text.rsplit("</think>", 1)[1], names, parts)
+        return found if found is not None else _cascade(text, names, parts)
+    return _cascade(text, names, parts)
 
 
 def gold_answer(gold_raw: str) -> str:
     """The gold answer from a benchmark field: GSM8K solution ("... #### 18"), MATH solution
-    (last \\boxed{}), or a bare value ("18", "$\\frac{1}{2}$")."""
-    raw = str(gold_raw).strip()
+    (its last \\boxed{}, or every box of a multi-part answer), or a bare value ("18", "$\\frac{1}{2}$")."""
+    raw = unescape(str(gold_raw).strip())
     if "####" in raw:
-        found = extract_gsm8k(raw)
-        return found.replace(",", "") if found and re.fullmatch(r"-?[\d,]+(\.\d+)?", found) else (found or "")
+        found = find_gsm8k(raw)
+        ans = found.answer if found else ""
+        return ans.replace(",", "") if re.fullmatch(r"-?\d{1,3}(,\d{3})+(\.\d+)?", ans) else ans
     if "\\boxed" in raw or "\\fbox" in raw:
-        found = extract_boxed(raw)
-        if found is not None:
-            return found
+        found_boxes = boxes(raw)
+        group = found_boxes if len(raw) <= 300 else trailing_group(raw, found_boxes)
+        contents: list[str] = []
+        for b in group:
+            if b.text and b.text not in contents:
+                contents.append(b.text)
+        if contents:
+            return ", ".join(contents)
     if len(raw) > 1 and raw.startswith("$") and raw.endswith("$"):
         raw = raw.strip("$").strip()
     return raw

@@ -1,30 +1,36 @@
 """String-level normalisation of answers, and the pure-Python number reader (the fast path).
 
-`clean()` turns an extracted answer into a canonical LaTeX-ish string: math delimiters, `$`,
-`\\left`/`\\right`, spacing commands, `\\dfrac`/`\\tfrac`, degrees, thousands separators
-(`1,234`, `1{,}234`, `1,\\!234`), `\\text{}` units and trailing words ("18 apples") go; `\\frac12`
-and `\\sqrt3` get their braces. `parse_number()` reads the common number shapes exactly as a
-`Fraction` (integers, decimals, scientific notation, `a\\times10^{b}`, `\\frac{a}{b}`, `a/b`,
-mixed numbers `2\\frac12`, repeating decimals `0.\\overline{3}`, a trailing `%`) with no sympy.
+`clean()` turns an extracted answer into a canonical LaTeX-ish string: JSON-doubled
+backslashes are halved; math delimiters, `$`, `\\left`/`\\right`, spacing commands, degrees,
+thousands separators (`1,234`, `1{,}234`, `1,\\!234`), `\\text{}` units, trailing words ("18
+apples") and a stray trailing "\\" go; `\\dfrac`/`\\tfrac` become `\\frac`, `\\frac12` and
+`\\sqrt3` get their braces, `\\left[\\begin{array}..\\right]` is unwrapped. `parse_number()`
+reads the common number shapes exactly as a `Fraction` (integers, decimals, decimal commas
+"2,74", scientific notation, `a\\times10^{b}`, `\\frac{a}{b}`, `a/b`, mixed numbers `2\\frac12`,
+repeating decimals `0.\\overline{3}`, a trailing `%`) with no sympy; `clock_time()` and
+`ratio()` read "h:mm" and "a:b" pairs.
 
 Numeric policy (see `numbers_equal`):
   * exact rational comparison: 0.5 == 1/2 == 50% (value reading), 5 != 0.05, 5 != 500;
   * a percentage may be read with or without its `%`: gold 5 accepts "5%", gold 0.05 accepts
     "5%"; a bare number is never rescaled, so gold 5 rejects "0.05" and "500";
   * tolerance only for genuinely inexact values: a decimal literal compared with a value that
-    has no terminating decimal (1/3, 2/7) matches within relative 1e-6 (or when it is that value
-    correctly rounded to >= 6 significant digits). Two decimals or terminating values: exact.
+    has no terminating decimal (1/3, 2/7, pi) matches within relative 1e-6, or when it is that
+    value correctly rounded to its places: with >= 6 significant digits in a response, >= 3 in
+    a gold (a rounded gold such as 3.14 was asked for; the exact pi still answers it). Two
+    decimals or terminating values: exact.
 
 Try it:  python -c "from mathtune.grading.normalize import clean; print(clean(r'\\$1{,}234.00'))"
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from fractions import Fraction
 
-from .extract import match_brace
+from .spans import match_brace, unescape
 
 MAX_DIGITS = 4000  # int(str) over ~4300 digits raises in Python >= 3.11; stay well below
 MAX_EXP10 = 400  # largest |e| we expand in 1e{e} / 10^{e} on the fast path
@@ -125,7 +131,16 @@ def _strip_units(s: str) -> str:
 
 def clean(answer: str) -> str:
     """Canonical form of an answer string (linear time; safe on hostile input)."""
-    s = answer.strip()
+    return _clean(answer) if len(answer) > 2000 else _clean_cached(answer)
+
+
+@functools.lru_cache(maxsize=16384)
+def _clean_cached(answer: str) -> str:
+    return _clean(answer)
+
+
+def _clean(answer: str) -> str:
+    s = unescape(answer.strip())
     if _PLAIN.fullmatch(s):  # "18", "$1,234.00", "-.5", "12%": the GSM8K fast lane
         s = s.replace("$", "").replace(" ", "").rstrip(".,;:")
         return re.sub(r"^([-+]?)\.(\d)", r"\g<1>0.\2", s)
@@ -137,6 +152,8 @@ def clean(answer: str) -> str:
     s = re.sub(r"\\[dtc]frac(?![A-Za-z])", r"\\frac", s)
     s = re.sub(r"\\[dt]binom(?![A-Za-z])", r"\\binom", s)
     s = s.replace("\\lbrace", "\\{").replace("\\rbrace", "\\}")
+    s = re.sub(r"\\varnothing(?![A-Za-z])|∅|^\\\{\s*\\\}$", r"\\emptyset", s)
+    s = re.sub(r"\\mathbb\s*\{?R\}?|ℝ|\\text\{\s*all real numbers\s*\}|^all real numbers$", r"(-\\infty, \\infty)", s)
     s = s.replace("\\langle", "(").replace("\\rangle", ")")
     s = re.sub(r"\\[lr]?vert(?![A-Za-z])", "|", s)
     s = _SIZING.sub("", s)
@@ -159,6 +176,8 @@ def clean(answer: str) -> str:
         s = s[s.index("{") + 1 : -1].strip()
     s = re.sub(r"\\text\s*\{\s*(and|or)\s*\}", r" \1 ", s)
     s = re.sub(r"\s+", " ", s).strip().rstrip(" .")
+    s = re.sub(r"(?:\s*\\+)+$", "", s).rstrip(" .,;:")  # a stray trailing "\" or row break
+    s = re.sub(r"^[\[(]\s*(\\begin\{array\}.*\\end\{array\})\s*[\])]$", r"\1", s, flags=re.DOTALL)
     s = re.sub(r"^(-?)\.(\d)", r"\g<1>0.\2", s)
     return s
 
@@ -247,6 +266,8 @@ def parse_number(s: str) -> Number | None:
         t = t[1:]
     if re.fullmatch(r"-?\d{1,3}(,\d{3})+(\.\d+)?", t):
         t = t.replace(",", "")
+    elif re.fullmatch(r"-?\d+,\d+", t):  # a decimal comma: 2,74 (lists are read in structure.py)
+        t = t.replace(",", ".")
     num = _decimal(t)
     if num is not None:
         return Number(num.value, percent, num.decimals, num.significant)
@@ -265,31 +286,77 @@ def _terminates(v: Fraction) -> bool:
     return d == 1
 
 
-def approx_equal(literal: Number, exact: Fraction) -> bool:
+def approx_equal(literal: Number, exact: Fraction, min_significant: int = 6) -> bool:
     """A decimal literal vs an exact value with no terminating decimal: relative 1e-6, or the
-    value correctly rounded to the literal's places with >= 6 significant digits."""
+    value correctly rounded to the literal's places with >= `min_significant` digits (6 for a
+    response; 3 when the literal is the gold, i.e. the problem asked for a rounded answer)."""
     diff = abs(literal.value - exact)
     if diff <= Fraction(1, 10**6) * abs(exact):
         return True
     k = literal.decimals
-    return k is not None and literal.significant >= 6 and diff <= Fraction(1, 2) / Fraction(10) ** k
+    return k is not None and literal.significant >= min_significant and diff <= Fraction(1, 2) / Fraction(10) ** k
 
 
-def _readings(n: Number) -> list[Fraction]:
-    return [n.value, n.value / 100] if n.percent else [n.value]
+def readings(n: Number) -> list[Number]:
+    """A number as written, and for "66.7%" also as 0.667 (two more decimal places)."""
+    if not n.percent:
+        return [n]
+    scaled = Number(n.value / 100, False, None if n.decimals is None else n.decimals + 2, n.significant)
+    return [Number(n.value, False, n.decimals, n.significant), scaled]
 
 
 def numbers_equal(gold: Number, pred: Number) -> bool:
     """Exact comparison; `%` on either side allows both readings; see the module docstring."""
-    for g in _readings(gold):
-        for p in _readings(pred):
-            if g == p:
+    for g in readings(gold):
+        for p in readings(pred):
+            if g.value == p.value:
                 return True
-            if pred.decimals is not None and gold.decimals is None and not _terminates(g) and approx_equal(pred, g):
+            if p.decimals is not None and g.decimals is None and not _terminates(g.value) and approx_equal(p, g.value):
                 return True
-            if gold.decimals is not None and pred.decimals is None and not _terminates(p) and approx_equal(gold, p):
+            if g.decimals is not None and p.decimals is None and not _terminates(p.value) and approx_equal(g, p.value, 3):
                 return True
     return False
+
+
+# ----------------------------------------------------------------------------- pairs: a:b, h:mm
+
+COMMA_PAIR = re.compile(r"-?\d+,\d+")  # "2,74": a decimal comma, or the list 2, 74
+_CLOCK = re.compile(r"(\d{1,2}):([0-5]\d)(?::([0-5]\d))?\s*(?:\\text\{\s*)?(?:([apAP])\.?\s*[mM]\.?)?\}?")
+_RATIO = re.compile(r"(-?\d+(?:\.\d+)?)\s*:\s*(-?\d+(?:\.\d+)?)")
+_ZERO_DEN = re.compile(r"-?\\frac\{[^{}]*\}\{\s*0+\s*\}|-?\(?-?[\d.]+\)?\s*/\s*0+|-?[\d.]+\s*:\s*0+")
+
+
+def clock_time(s: str) -> tuple[int, int, int, bool] | None:
+    """A clock time "h:mm[:ss] [am|pm]" as (hours, minutes, seconds, am/pm given); with am/pm
+    the hours are on the 24-hour clock."""
+    m = _CLOCK.fullmatch(s.strip())
+    if not m:
+        return None
+    h, minutes, sec = int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)
+    if m.group(4):
+        if not 1 <= h <= 12:
+            return None
+        h = h % 12 + (12 if m.group(4).lower() == "p" else 0)
+    return h, minutes, sec, bool(m.group(4))
+
+
+def times_equal(a: tuple[int, int, int, bool], b: tuple[int, int, int, bool]) -> bool:
+    """Same clock time; when only one side says am/pm, "1:45" matches "1:45 pm" (13:45)."""
+    if a[1:3] != b[1:3]:
+        return False
+    if a[3] == b[3]:
+        return a[0] == b[0]
+    return a[0] % 12 == b[0] % 12
+
+
+def ratio(s: str) -> tuple[Fraction, Fraction] | None:
+    m = _RATIO.fullmatch(s.strip())
+    return (Fraction(m.group(1)), Fraction(m.group(2))) if m else None
+
+
+def zero_denominator(s: str) -> bool:
+    """"3/0", "\\frac{2}{0}", "5:0": a value that is not a number (never equal to another)."""
+    return bool(_ZERO_DEN.fullmatch(s.strip()))
 
 
 # ----------------------------------------------------------------------------- text answers

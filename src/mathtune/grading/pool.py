@@ -106,8 +106,9 @@ class WorkerPool:
         use[use.index(old)] = new
         self._workers[self._workers.index(old)] = new
 
-    def run(self, tasks: list[tuple[str, str]], timeout: float, workers: int) -> list[dict]:
-        """Verdicts for (gold, pred) pairs, each bounded by `timeout` seconds of worker time."""
+    def run(self, tasks: list[tuple[str, str]], timeout: float, workers: int, budget: float | None = None) -> list[dict]:
+        """Verdicts for (gold, pred) pairs, each bounded by `timeout` seconds of worker time and
+        all of them by `budget` seconds (counted once the workers are up)."""
         if not tasks:
             return []
         self._adopt_after_fork()
@@ -117,14 +118,21 @@ class WorkerPool:
             while len(self._workers) < want:
                 self._workers.append(_Worker())
             use = self._workers[:want]
-            return self._run(tasks, timeout, use)
+            return self._run(tasks, timeout, use, budget)
 
-    def _run(self, tasks: list[tuple[str, str]], timeout: float, use: list[_Worker]) -> list[dict]:
+    def _run(self, tasks: list[tuple[str, str]], timeout: float, use: list[_Worker], budget: float | None) -> list[dict]:
         results: list[dict | None] = [None] * len(tasks)
         pending = deque(range(len(tasks)))
         busy: dict[_Worker, tuple[int, float]] = {}
+        end: float | None = None
         while pending or busy:
             now = time.monotonic()
+            if budget is not None and end is None and any(w.ready for w in use):
+                end = now + budget
+            if end is not None and now >= end and pending:
+                for i in pending:  # out of budget: what has not started is not started
+                    results[i] = {"status": "timeout", "correct": False}
+                pending.clear()
             for w in list(use):
                 if w.ready and w not in busy and pending:
                     i = pending.popleft()
@@ -134,7 +142,7 @@ class WorkerPool:
                         pending.appendleft(i)
                         self._replace(use, w)
                         continue
-                    busy[w] = (i, now + timeout)
+                    busy[w] = (i, now + timeout if end is None else min(now + timeout, max(end, now + 0.05)))
             waits = [d - now for _, d in busy.values()]
             waits += [w.started + STARTUP_TIMEOUT - now for w in use if not w.ready]
             watch = [w for w in use if not w.ready or w in busy]
@@ -171,6 +179,8 @@ _POOL = WorkerPool()
 atexit.register(_POOL.close)
 
 
-def judge_with_sympy(pairs: list[tuple[str, str]], *, timeout: float = 5.0, workers: int | None = None) -> list[dict]:
+def judge_with_sympy(
+    pairs: list[tuple[str, str]], *, timeout: float = 5.0, workers: int | None = None, budget: float | None = None
+) -> list[dict]:
     """Run the sympy judge on (gold, pred) pairs of cleaned answers in the shared pool."""
-    return _POOL.run(pairs, timeout, workers or os.cpu_count() or 1)
+    return _POOL.run(pairs, timeout, workers or os.cpu_count() or 1, budget)

@@ -6,15 +6,18 @@ the caller is fine but `SympyJudge` is only ever *called* there, under a per-tas
 `hostile_reason()` is cheap and pure Python and is also used in-process, so that power towers
 like `9^{9^{9^9}}`, giant factorials and megabyte answers are refused before sympy sees them.
 
-Equality policy: exact when both sides are exact (simplify(a - b) == 0, then a 60-digit
-numeric check at random points to catch what simplify misses); decimals against irrational or
-non-terminating values use the tolerance rule of normalize.approx_equal (relative 1e-6).
+Equality policy: exact when both sides are exact. Constants are compared to 40 of 60 digits
+(nested radicals never reach simplify), expressions at random points (60 digits), simplify only
+when neither settles it; decimals against irrational or non-terminating values use the tolerance
+rule of normalize.approx_equal. 1/0 is never equal to anything; `\\sqrt[3]{-8}` is -2 (real odd
+roots); parses are cached per worker.
 
 Try it:  python -c "from mathtune.grading.symbolic import SympyJudge as J; print(J().leaf(r'\\frac{\\sqrt2}{2}', r'1/\\sqrt{2}'))"
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 import re
@@ -22,7 +25,8 @@ from fractions import Fraction
 from typing import Any
 
 from .extract import match_brace
-from .normalize import Number, approx_equal, numbers_equal, parse_number
+from .normalize import Number, approx_equal, numbers_equal, parse_number, readings
+from .numeric import equation_verdict
 from .structure import Equation, Leaf, Node
 
 MAX_SYMPY_LEN = 1500
@@ -89,6 +93,8 @@ def hostile_reason(s: str) -> str | None:
         peak = max(peak, depth)
     if peak > MAX_BRACE_DEPTH:
         return "brackets nested too deeply"
+    if depth != 0:
+        return "unbalanced brackets"
     t = s.replace("**", "^")
     for m in re.finditer(r"\^", t):
         expo = _exponent_text(t, m.start())
@@ -106,85 +112,124 @@ def hostile_reason(s: str) -> str | None:
 # ----------------------------------------------------------------------------- parsing
 
 
-def to_sympy(s: str) -> Any:  # a sympy object; sympy is imported lazily
-    """Parse a cleaned LaTeX (or plain) answer into sympy; raises Unparseable."""
+def _real_odd_roots(expr: Any) -> Any:
+    """\\sqrt[3]{2-\\sqrt5} is the real cube root (negative), not sympy's principal complex one."""
+    import sympy
+
+    def odd_root_of_negative(e: Any) -> bool:
+        return bool(e.is_Pow and e.exp.is_Rational and e.exp.p == 1 and e.exp.q % 2 == 1 and e.base.is_negative)
+
+    if not isinstance(expr, sympy.Basic):
+        return expr
+    return expr.replace(odd_root_of_negative, lambda e: -sympy.Pow(-e.base, e.exp))
+
+
+_PYTHONIC = re.compile(r"\*\*|\b(?:sqrt|exp|log|ln|pi|sin|cos|tan|oo)\b")
+
+
+_SAFE_NAMES = {"sqrt", "exp", "log", "ln", "pi", "sin", "cos", "tan", "oo", "E", "I"}
+
+
+def _parse_plain(s: str) -> Any | None:
+    """Plain (sympy / calculator) syntax, or None. parse_expr runs Python's eval, so only
+    arithmetic characters and a few function names get that far."""
+    if len(s) > 300 or not re.fullmatch(r"[0-9A-Za-z+\-*/^().,\s]*", s):
+        return None
+    if any(len(w) > 1 and w not in _SAFE_NAMES for w in re.findall(r"[A-Za-z_]+", s)):
+        return None
+    from sympy.parsing.sympy_parser import (
+        convert_xor,
+        implicit_multiplication_application,
+        parse_expr,
+        standard_transformations,
+    )
+
+    tr = (*standard_transformations, implicit_multiplication_application, convert_xor)
+    try:
+        return parse_expr(s.replace("ln(", "log("), transformations=tr, evaluate=False)
+    except Exception:
+        return None
+
+
+def to_sympy(s: str) -> Any:
+    """Parse a cleaned LaTeX (or plain) answer into sympy (cached); raises Unparseable."""
+    return _parse_cached(s)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_cached(s: str) -> Any:  # a sympy object; sympy is imported lazily
     import sympy
     from latex2sympy2_extended import NormalizationConfig, latex2sympy
 
     reason = hostile_reason(s)
     if reason:
         raise Unparseable(reason)
-    config = NormalizationConfig(basic_latex=True, units=False, malformed_operators=True, nits=False, boxed="none")
-    try:
-        expr = latex2sympy(s, normalization_config=config)
-    except Exception as e:  # the parser raises many kinds of errors; all mean "not LaTeX"
-        if "\\" in s:
-            raise Unparseable(f"cannot parse {s[:60]!r}") from e
+    expr = None
+    if "\\" not in s and _PYTHONIC.search(s):  # "sqrt(2)/2", "2**3", "49*pi": sympy syntax
+        expr = _parse_plain(s)
+    if expr is None:
+        config = NormalizationConfig(basic_latex=True, units=False, malformed_operators=True, nits=False, boxed="none")
         try:
-            from sympy.parsing.sympy_parser import (
-                implicit_multiplication_application,
-                parse_expr,
-                standard_transformations,
-            )
-
-            tr = (*standard_transformations, implicit_multiplication_application)
-            expr = parse_expr(s.replace("^", "**"), transformations=tr, evaluate=False)
-        except Exception as e2:
-            raise Unparseable(f"cannot parse {s[:60]!r}") from e2
+            expr = latex2sympy(s, normalization_config=config)
+        except Exception as e:  # the parser raises many kinds of errors; all mean "not LaTeX"
+            expr = _parse_plain(s) if "\\" not in s else None
+            if expr is None:
+                raise Unparseable(f"cannot parse {s[:60]!r}") from e
     i = sympy.Symbol("i")
     if isinstance(expr, sympy.Basic) and i in getattr(expr, "free_symbols", ()):
         expr = expr.subs(i, sympy.I)  # a lone i in an answer is the imaginary unit
-    return expr
+    return _real_odd_roots(expr)
 
 
 # ----------------------------------------------------------------------------- comparison
 
 
-def _numeric_close(a: Any, b: Any, rel: float = 1e-40) -> bool:
+def _random_points_agree(a: Any, b: Any) -> bool | None:
+    """a - b vanishes at 4 random points (60 digits): a polynomial-identity test that settles
+    identities simplify is slow on. None when too few points could be evaluated."""
     import sympy
 
-    va, vb = sympy.N(a, 60), sympy.N(b, 60)
-    if not (va.is_number and vb.is_number and va.is_finite and vb.is_finite):
-        return False  # oo vs -oo: infinities are equal only when identical (a == b)
-    diff = abs(va - vb)
-    return bool(diff <= rel * (1 + abs(vb)))
-
-
-def _random_points_agree(a: Any, b: Any) -> bool:
-    """a - b vanishes at 4 random points (60 digits): catches identities simplify misses."""
-    import sympy
-
-    symbols = sorted((a - b).free_symbols, key=str)
+    symbols = sorted(a.free_symbols | b.free_symbols, key=str)
     rng = random.Random(1234)
     checked = 0
     for _ in range(8):
         point = {s: sympy.Rational(rng.randint(101, 997), rng.randint(101, 397)) for s in symbols}
         try:
             va, vb = sympy.N(a.subs(point), 60), sympy.N(b.subs(point), 60)
-        except Exception:
+            if not (va.is_number and vb.is_number) or va.has(sympy.zoo, sympy.nan) or vb.has(sympy.zoo, sympy.nan):
+                continue
+            if not (va.is_finite and vb.is_finite):
+                continue
+            if abs(va - vb) > sympy.Float(10, 60) ** -40 * (1 + abs(vb)):
+                return False
+        except (TypeError, ValueError, ZeroDivisionError, AttributeError):
             continue
-        if not (va.is_number and vb.is_number and va.is_finite and vb.is_finite):
-            continue
-        if abs(va - vb) > 1e-40 * (1 + abs(vb)):
-            return False
         checked += 1
         if checked >= 4:
             return True
-    return False
+    return None
 
 
-def _literal_vs_exact(lit: Number, other: Any) -> bool:
+def _literal_vs_exact(lit: Number, other: Any, lit_is_gold: bool) -> bool:
     """A decimal literal against a sympy number: exact rationals compare exactly."""
     import sympy
 
     if other.is_Rational:
-        return numbers_equal(Number(Fraction(int(other.p), int(other.q))), lit)
+        exact = Number(Fraction(int(other.p), int(other.q)))
+        return numbers_equal(lit, exact) if lit_is_gold else numbers_equal(exact, lit)
     if other.is_real is False or not other.is_number:
         return False
     value = sympy.N(other, 40)
     if not value.is_real:
         return False
-    return approx_equal(lit, Fraction(str(value)))
+    return any(approx_equal(r, Fraction(str(value)), 3 if lit_is_gold else 6) for r in readings(lit))
+
+
+def _undefined(x: Any) -> bool:
+    """1/0, 0/0 and friends: not numbers, so never equal to anything (even each other)."""
+    import sympy
+
+    return isinstance(x, sympy.Basic) and bool(x.has(sympy.zoo, sympy.nan))
 
 
 def exprs_equal(a: Any, b: Any) -> bool:
@@ -192,6 +237,8 @@ def exprs_equal(a: Any, b: Any) -> bool:
     import sympy
     from sympy.core.relational import Relational
 
+    if _undefined(a) or _undefined(b):
+        return False
     if a == b:
         return True
     if isinstance(a, sympy.MatrixBase) or isinstance(b, sympy.MatrixBase):
@@ -207,14 +254,38 @@ def exprs_equal(a: Any, b: Any) -> bool:
         return False
     if a.has(sympy.Float) or b.has(sympy.Float):
         return _float_equal(a, b)
+    if a.is_Rational and b.is_Rational:
+        return False  # exact and already compared
+    if not a.free_symbols and not b.free_symbols:
+        close = _numeric_verdict(a, b)  # nested radicals: 60 digits instead of simplify
+        if close is not None:
+            return close
+    else:
+        agree = _random_points_agree(a, b)
+        if agree is not None:
+            return agree
     try:
-        if sympy.simplify(a - b) == 0:
-            return True
+        return bool(sympy.simplify(a - b) == 0)
     except Exception:
-        pass
-    if a.is_number and b.is_number:
-        return _numeric_close(a, b)
-    return _random_points_agree(a, b)
+        return False
+
+
+def _numeric_verdict(a: Any, b: Any) -> bool | None:
+    """Two constants: equal when they agree to 40 of 60 digits; None when not evaluable."""
+    import sympy
+
+    try:
+        va, vb = sympy.N(a, 60), sympy.N(b, 60)
+    except Exception:
+        return None
+    if not (va.is_number and vb.is_number) or va.has(sympy.zoo, sympy.nan, sympy.oo, -sympy.oo):
+        return None
+    if vb.has(sympy.zoo, sympy.nan, sympy.oo, -sympy.oo):
+        return None
+    try:
+        return bool(abs(va - vb) <= sympy.Float(10, 60) ** -40 * (1 + abs(vb)))
+    except TypeError:
+        return None
 
 
 def _float_equal(a: Any, b: Any) -> bool:
@@ -227,7 +298,7 @@ def _float_equal(a: Any, b: Any) -> bool:
     if ra.is_number and rb.is_number:
         va, vb = sympy.N(a, 30), sympy.N(b, 30)
         return bool(abs(va - vb) <= 1e-6 * abs(vb)) if vb != 0 else bool(abs(va) < 1e-12)
-    return _random_points_agree(ra, rb)
+    return bool(_random_points_agree(ra, rb))
 
 
 def _as_set(x: Any) -> Any:
@@ -293,17 +364,19 @@ def _readings(s: str) -> list[Any]:
 
 
 class SympyJudge:
-    """Leaf, equation and mixed-shape verdicts with sympy. Never returns None; records whether
-    anything failed to parse in `self.unparseable`."""
+    """Leaf, equation and mixed-shape verdicts with sympy. Never returns None; records what
+    failed to parse in `self.unparseable`, and whether any of it was the gold's."""
 
     def __init__(self) -> None:
         self.unparseable: list[str] = []
+        self.gold_unreadable = False
 
-    def _parse(self, s: str) -> list[Any]:
+    def _parse(self, s: str, side: str, readings: bool = True) -> Any:
         try:
-            return _readings(s)
+            return _readings(s) if readings else to_sympy(s)
         except Unparseable as e:
             self.unparseable.append(str(e))
+            self.gold_unreadable |= side == "gold"
             raise
 
     def leaf(self, gold: str, pred: str) -> bool:
@@ -313,15 +386,16 @@ class SympyJudge:
         if quick is not None:
             return quick
         try:
-            gs, ps = self._parse(gold), self._parse(pred)
+            gs = self._parse(gold, "gold")
+            ps = self._parse(pred, "pred")
         except Unparseable:
             return False
         lit_g, lit_p = parse_number(gold), parse_number(pred)
         for g in gs:
             for p in ps:
-                if lit_p is not None and lit_p.decimals is not None and getattr(g, "is_number", False) and _literal_vs_exact(lit_p, g):
+                if lit_p is not None and lit_p.decimals is not None and getattr(g, "is_number", False) and _literal_vs_exact(lit_p, g, False):
                     return True
-                if lit_g is not None and lit_g.decimals is not None and getattr(p, "is_number", False) and _literal_vs_exact(lit_g, p):
+                if lit_g is not None and lit_g.decimals is not None and getattr(p, "is_number", False) and _literal_vs_exact(lit_g, p, True):
                     return True
                 if exprs_equal(g, p):
                     return True
@@ -333,15 +407,20 @@ class SympyJudge:
 
         if not (isinstance(gold.rhs, Leaf) and isinstance(pred.rhs, Leaf)):
             return False
+        quick = equation_verdict(gold.lhs, gold.rhs.text, pred.lhs, pred.rhs.text)
+        if quick is not None:
+            return quick
         try:
-            dg = to_sympy(gold.lhs) - to_sympy(gold.rhs.text)
-            dp = to_sympy(pred.lhs) - to_sympy(pred.rhs.text)
-        except (Unparseable, TypeError) as e:
+            dg = self._parse(gold.lhs, "gold", False) - self._parse(gold.rhs.text, "gold", False)
+            dp = self._parse(pred.lhs, "pred", False) - self._parse(pred.rhs.text, "pred", False)
+        except Unparseable:
+            return False
+        except TypeError as e:
             self.unparseable.append(str(e))
             return False
         if exprs_equal(dg, dp):
             return True
-        if dp == 0 or dg == 0:
+        if dp == 0 or dg == 0 or _undefined(dg) or _undefined(dp):
             return False
         ratio = sympy.simplify(dg / dp)
         return bool(ratio.is_number and ratio != 0 and ratio.is_finite)
@@ -349,8 +428,8 @@ class SympyJudge:
     def mixed(self, gold: Node, pred: Node) -> bool:
         """A leaf against another shape, e.g. "x > 3" vs "(3, \\infty)": compare as sets."""
         try:
-            g, p = to_sympy(gold.text), to_sympy(pred.text)
-        except Unparseable as e:
-            self.unparseable.append(str(e))
+            g = self._parse(gold.text, "gold", False)
+            p = self._parse(pred.text, "pred", False)
+        except Unparseable:
             return False
         return exprs_equal(g, p)

@@ -33,7 +33,7 @@ def judge_pair(gold: str, pred: str) -> dict:
     except Exception as e:  # sympy raises a zoo of types on odd input; none of them is a verdict
         return {"status": "unparseable", "correct": False, "error": f"{type(e).__name__}: {str(e)[:200]}"}
     status = "ok" if correct or not judge.unparseable else "unparseable"
-    return {"status": status, "correct": correct}
+    return {"status": status, "correct": correct, "gold_unreadable": status == "unparseable" and judge.gold_unreadable}
 
 
 def _cap_memory() -> None:
