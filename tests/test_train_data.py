@@ -159,3 +159,22 @@ def test_benchmark_after_training_gets_an_object_even_for_odd_run_dirs(tmp_path,
                                                                       "eval_benchmark": "gsm8k", "eval_limit": 3}})
     assert _benchmark_eval(recipe, odd / "merged") == {"accuracy": 1.0}
     assert seen[0].output == str(odd / "eval") and seen[0].model == str(odd / "merged") and seen[0].limit == 3
+
+
+def test_cli_output_dir_with_yaml_characters_reaches_the_recipe_as_given(tmp_path, monkeypatch):
+    import mathtune.train as train_stage
+    from mathtune.cli import main
+
+    seen = []
+
+    class Result:
+        metrics = {"global_step": 0}
+        adapter_dir = model_dir = merged_dir = None
+        run_dir = tmp_path
+
+    monkeypatch.setattr(train_stage, "train", lambda recipe: seen.append(recipe) or Result())
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("stage: sft\ndata: {synth: {n: 8}}\n")
+    odd = str(tmp_path / "runs" / "my run #2: a=b")
+    assert main(["train", str(recipe), "--output-dir", odd, "--no-resume"]) == 0
+    assert seen[0].run.output_dir == odd and seen[0].run.resume is False

@@ -29,12 +29,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from mathtune.train.recipe import TrainRecipe
 
-    overrides = list(args.overrides)
-    if args.output_dir:
-        overrides.append(f"run.output_dir={args.output_dir}")
+    recipe = TrainRecipe.load(args.recipe, list(args.overrides))
+    flags = {"output_dir": args.output_dir} if args.output_dir else {}
     if args.no_resume:
-        overrides.append("run.resume=false")
-    recipe = TrainRecipe.load(args.recipe, overrides)
+        flags["resume"] = False
+    if flags:  # set on the object: a path is never re-parsed as YAML ("runs/my run #2" keeps its "#2")
+        recipe = recipe.model_copy(update={"run": recipe.run.model_copy(update=flags)})
     if args.check:
         from mathtune.train.run import check
 
