@@ -136,7 +136,7 @@ def test_mkl_packing_is_off_outside_its_torch(installed, caplog, fresh_probe, ti
     from mathtune.generation.fused import _packing_works, fused_projections
 
     installed("torch", "2.99.0")
-    assert not mkl_linear.available() and not _packing_works()
+    assert not mkl_linear.available() and not _packing_works(torch.float32)
     assert_one_plain_line(caplog, mkl_linear.PATCH, "torch>=2.13,<2.14", "torch 2.99.0")
     # with only the packing off, the fused groups still run, on F.linear
     monkeypatch.undo()
@@ -148,6 +148,37 @@ def test_mkl_packing_is_off_outside_its_torch(installed, caplog, fresh_probe, ti
         with fused_projections(model) as n:
             assert n == 2 * 2  # q/k/v and gate/up of 2 layers, nothing packed
             torch.testing.assert_close(model(input_ids=IDS).logits, ref, atol=1e-6, rtol=1e-5)
+
+
+# --------------------------------------------------------------------------- onednn-packed-linear
+
+
+def test_onednn_probe_makes_the_production_call_and_fails_where_it_is_wrong(monkeypatch):
+    from mathtune.patches import onednn_linear
+
+    onednn_linear._probe.cache_clear()
+    calls = []
+    real = torch.ops.mkldnn._linear_pointwise
+    monkeypatch.setattr(torch.ops.mkldnn, "_linear_pointwise",
+                        lambda *a: calls.append(a[3:]) or real(*a))
+    try:
+        if not onednn_linear.available():
+            pytest.skip("this PyTorch build has no oneDNN bf16 linear")
+        assert calls and all(c == ("none", [], "") for c in calls)  # exactly PackedLinearBF16's call
+        onednn_linear._probe.cache_clear()
+        monkeypatch.setattr(torch.ops.mkldnn, "_linear_pointwise", lambda x, w, b, *rest: real(x, w, None, *rest) * 2)
+        assert not onednn_linear.available()  # a wrong result keeps F.linear
+    finally:
+        onednn_linear._probe.cache_clear()
+
+
+def test_onednn_packing_is_off_outside_its_torch(installed, caplog, tiny_tokenizer):
+    from mathtune.generation.fused import _packing_works
+    from mathtune.patches import onednn_linear
+
+    installed("torch", "2.99.0")
+    assert not onednn_linear.available() and not _packing_works(torch.bfloat16)
+    assert_one_plain_line(caplog, onednn_linear.PATCH, "torch>=2.13,<2.14", "torch 2.99.0")
 
 
 # --------------------------------------------------------------------------- linear-instance-forwards

@@ -9,9 +9,10 @@ far below peak, for two reasons this module removes while `generate` runs:
   of the group computes all outputs, its siblings return their slice of that result.
 - **Re-packing the weights at every call.** A BLAS GEMM copies the weight matrix into its
   kernel's panel layout on every call; with 8-64 rows that copy costs about as much as the
-  arithmetic. Where PyTorch is built with MKL (x86), every linear layer's weight (the fused ones,
-  o_proj, down_proj, lm_head, ...) is packed once into MKL's layout and multiplied by MKL's
-  packed GEMM; prefill-sized inputs run at about the same speed either way.
+  arithmetic. Where PyTorch is built with MKL (x86), every linear layer's float32 weight (the
+  fused ones, o_proj, down_proj, lm_head, ...) is packed once into MKL's layout and multiplied by
+  MKL's packed GEMM; a bfloat16 model (CPUs with AVX512-BF16/AMX) is packed once into oneDNN's
+  blocked layout instead. Prefill-sized inputs run at about the same speed either way.
   `benchmarks/eval_throughput.py` times the whole hf backend against plain `generate`.
 
 Both are library patches, gated on the versions they were verified with and listed in
@@ -46,6 +47,7 @@ class _Group:
         import torch
 
         from ..patches.mkl_linear import PackedLinear
+        from ..patches.onednn_linear import PackedLinearBF16
 
         weight = torch.cat([m.weight for m in linears]) if len(linears) > 1 else linears[0].weight
         biases = [m.bias for m in linears]
@@ -55,7 +57,8 @@ class _Group:
             self.bias = torch.cat([b if b is not None else m.weight.new_zeros(m.out_features)
                                    for b, m in zip(biases, linears, strict=True)])
         self.sizes = [m.out_features for m in linears]
-        self.packed = PackedLinear(weight, self.bias) if pack else None
+        packer = PackedLinearBF16 if weight.dtype == torch.bfloat16 else PackedLinear
+        self.packed = packer(weight, self.bias) if pack else None
         # packed: only the zero-stride stand-in is kept, no second plain copy of the weight
         self.weight = self.packed.standin if self.packed is not None else weight
         self._x: Any = None
@@ -83,12 +86,15 @@ class _Group:
         self.packed = self.weight = self.bias = None
 
 
-def _packing_works() -> bool:
-    """True where the `mkl-packed-linear` patch is verified for this torch and its probe (the
+def _packing_works(dtype: Any) -> bool:
+    """True where the packing patch for `dtype` (`mkl-packed-linear` for float32,
+    `onednn-packed-linear` for bfloat16) is verified for this torch and its probe (the
     production call) gives `F.linear`'s results."""
-    from ..patches.mkl_linear import available
+    import torch
 
-    return available()
+    from ..patches import mkl_linear, onednn_linear
+
+    return {torch.float32: mkl_linear.available, torch.bfloat16: onednn_linear.available}.get(dtype, bool)()
 
 
 def _groups(model: Any, pack: bool) -> list[tuple[list[Any], _Group]]:
@@ -125,10 +131,10 @@ def _copy_bytes(model: Any, pack: bool) -> int:
 @contextlib.contextmanager
 def fused_projections(model: Any, enabled: bool = True, max_share: float = 0.25) -> Iterator[int]:
     """Within the block, sibling projections run as one GEMM and, where MKL allows it for this
-    model's float32 CPU weights, every linear layer runs on a packed weight; yields how many
+    model's float32 (MKL) or bfloat16 (oneDNN) CPU weights, every linear layer runs on a packed
+    weight; yields how many
     groups were replaced (0 when disabled or when the copies would exceed `max_share` of the
     free host memory)."""
-    import torch
 
     from ..models import free_memory
     from ..patches.linear_forwards import PATCH, replace_forwards
@@ -136,8 +142,9 @@ def fused_projections(model: Any, enabled: bool = True, max_share: float = 0.25)
     enabled = enabled and PATCH.supported()
     if enabled:
         params = list(model.parameters())
-        pack = (bool(params) and all(p.dtype == torch.float32 and p.device.type == "cpu" for p in params)
-                and _packing_works())
+        dtypes = {p.dtype for p in params}
+        pack = (len(dtypes) == 1 and all(p.device.type == "cpu" for p in params)
+                and _packing_works(next(iter(dtypes))))
         enabled = _copy_bytes(model, pack) <= max_share * free_memory("cpu")
     groups = _groups(model, pack) if enabled else []
     undo = replace_forwards((m, (lambda x, _g=group, _i=i: _g.output(x, _i)))

@@ -18,6 +18,11 @@ Patches (name: verified with; what it changes; how to undo):
   weight, for decoding on packed weights (`generation/fused.py`). A run-time probe makes that
   exact call (`PackedLinear`) against `F.linear` first. Changes no library object: nothing to
   undo (the packed copies are freed when `fused_projections` exits).
+- `onednn-packed-linear` (`onednn_linear.py`): torch >=2.13,<2.14. Calls the private ops
+  `torch.ops.mkldnn._reorder_linear_weight` / `_linear_pointwise` on bf16 weights, for decoding
+  on packed weights where the model runs in bf16 (`generation/fused.py`). A run-time probe makes
+  that exact call (`PackedLinearBF16`) against `F.linear` first. Changes no library object:
+  nothing to undo (the packed copies are freed when `fused_projections` exits).
 - `linear-instance-forwards` (`linear_forwards.py`): torch >=2.13,<2.14, transformers >=5.24,<5.25.
   Instance `forward` of plain `nn.Linear` layers (fused q/k/v and gate/up, packed layers) while
   `generate` runs. Undo: `replace_forwards(...)` returns it; `fused_projections` undoes on exit
@@ -55,10 +60,11 @@ from .growing_cache import PATCH as GROWING_KV_CACHE
 from .linear_forwards import PATCH as LINEAR_FORWARDS
 from .lora_dropout import PATCH as LORA_DROPOUT
 from .mkl_linear import PATCH as MKL_PACKED_LINEAR
+from .onednn_linear import PATCH as ONEDNN_PACKED_LINEAR
 from .trl_loss_head import PATCH as TRL_LOSS_HEAD
 from .undo import Undo
 
-PATCHES: tuple[Patch, ...] = (MKL_PACKED_LINEAR, LINEAR_FORWARDS, DECODE, VARLEN, GROWING_KV_CACHE,
-                              LORA_DROPOUT, TRL_LOSS_HEAD)
+PATCHES: tuple[Patch, ...] = (MKL_PACKED_LINEAR, ONEDNN_PACKED_LINEAR, LINEAR_FORWARDS, DECODE, VARLEN,
+                              GROWING_KV_CACHE, LORA_DROPOUT, TRL_LOSS_HEAD)
 
 __all__ = ["DISABLE_ENV", "PATCHES", "Patch", "Undo"]
