@@ -36,7 +36,14 @@ WORK = Path(os.environ.get("CORPUS_WORK", "/tmp/corpus"))
 CORPUS = REPO / "tests" / "data" / "grading_corpus.jsonl"
 MODELS = {"smol": "smollm2-135m-instruct", "qwen": "qwen2.5-coder-0.5b-instruct"}
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from grading_corpus_rows import gold_kind, last_boxed, number_text, perturbed_rows, reference_rows  # noqa: E402
+from grading_corpus_rows import (  # noqa: E402
+    gold_kind,
+    hard_rows,
+    last_boxed,
+    number_text,
+    perturbed_rows,
+    reference_rows,
+)
 
 KEYS = ("gold", "response", "expected", "model", "benchmark", "kind", "source", "reason")
 
@@ -218,6 +225,16 @@ def auto_reason(r: dict) -> str:
     return f"{lead} '{ans}', not the gold '{r['gold']}' (both graders agree)"
 
 
+TEMPLATE_MARKS = ("(both graders agree)", "in another notation", "differs from the gold", "the dataset's own",
+                  "with a unit or currency mark", "the response corrects", "the response rejects")
+
+
+def is_template_reason(reason: str) -> bool:
+    """A reason written by this script (graders' agreement, or the verdict known by construction),
+    as opposed to one written by the person who read the row."""
+    return any(m in reason for m in TEMPLATE_MARKS)
+
+
 def load_verdicts(*paths: Path) -> dict[tuple[str, str], dict]:
     """Adjudicated verdicts keyed by (source, response): the committed corpus, then overrides."""
     out: dict[tuple[str, str], dict] = {}
@@ -243,7 +260,7 @@ def write_jsonl(path: Path, rows: list[dict]) -> None:
 
 def candidates(work: Path) -> list[dict]:
     """Collect every row, grade with both graders, write candidates.jsonl + disagreements.jsonl."""
-    rows = model_rows(work) + reference_rows(DATA) + perturbed_rows(DATA)
+    rows = model_rows(work) + reference_rows(DATA) + perturbed_rows(DATA) + hard_rows(DATA)
     seen: set[str] = set()
     rows = [r for r in rows if not (r["source"] in seen or seen.add(r["source"]))]
     grade_mathtune(rows)
@@ -262,6 +279,8 @@ def merge(work: Path, verdict_files: list[Path], corpus: Path) -> list[dict]:
     out = []
     for r in (json.loads(x) for x in (work / "candidates.jsonl").open()):
         v = verdicts.get((r["source"], r["response"])) or verdicts.get((r["source"], ""))
+        if v is not None and r["review"] and is_template_reason(v["reason"]):
+            v = None  # a row that now needs reading: an automatic verdict does not settle it
         if v is not None and v.get("response", r["response"]) == r["response"]:
             r["expected"], r["reason"] = v["expected"], v["reason"]
         elif r["review"]:

@@ -127,7 +127,7 @@ def reference_rows(data: Path) -> list[Row]:
                          f"reference solution math500#{i}", "the dataset's own solution; it boxes the answer field",
                          r["problem"]))
     gsm = read_rows(data, "gsm8k")
-    for i in sorted(rng.sample(range(len(gsm)), 20)):
+    for i in sorted(rng.sample(range(len(gsm)), 10)):
         gold = gsm[i]["answer"].split("####")[-1].strip()
         rows.append(_row(gold, gsm[i]["answer"], True, "reference", "gsm8k", gold_kind(gold),
                          f"reference solution gsm8k#{i}", f"the dataset's own solution ends '#### {gold}'",
@@ -136,7 +136,7 @@ def reference_rows(data: Path) -> list[Row]:
         rows.append(_row(r["answer"], r["solution"], None, "reference", "aime24", "integer",
                          f"reference solution aime24#{i}", "", r["problem"]))
     sv = read_rows(data, "svamp")
-    for i in sorted(rng.sample(range(len(sv)), 10)):
+    for i in sorted(rng.sample(range(len(sv)), 6)):
         r = sv[i]
         gold = number_text(r["Answer"])
         rows.append(_row(gold, f"{r['Equation'].strip()} = {r['Answer']}", True, "reference", "svamp",
@@ -408,4 +408,94 @@ def perturbed_rows(data: Path) -> list[Row]:
             if kind == "integer" and i % 2 == 0:
                 rows.extend(_numeric_story(rng, gold, name, f"{name}#{i}", problem))
             rows.extend(_perturb_one(rng, gold, kind, name, f"{name}#{i}", problem))
+    return rows
+
+
+
+# ----------------------------------------------------------------------------- harder notations
+
+
+def _pairs(rng: random.Random, items: list, n: int, fn: Callable[[str], str | None]) -> list[tuple[int, dict, str, str]]:
+    """Up to n (index, row, gold, rewrite) for which fn applies, in a seeded order."""
+    out = []
+    for i, row, gold in rng.sample(items, len(items)):
+        alt = fn(gold)
+        if alt is not None:
+            out.append((i, row, gold, alt))
+        if len(out) == n:
+            break
+    return out
+
+
+def _swap_sides(g: str) -> str | None:
+    if g.count("=") != 1 or re.search(r"[<>]|\\le|\\ge", g):
+        return None
+    lhs, rhs = (x.strip() for x in g.split("="))
+    return f"{rhs} = {lhs}" if lhs and rhs else None
+
+
+def _frac_shorthand(g: str) -> str | None:
+    m = re.fullmatch(r"(-?)\\frac\{(\d)\}\{(\d)\}", g.strip())
+    return f"{m[1]}\\frac{m[2]}{m[3]}" if m else None
+
+
+def _unreduced(g: str) -> str | None:
+    m = re.fullmatch(r"(-?)\\frac\{(\d+)\}\{(\d+)\}", g.strip())
+    return f"{m[1]}\\frac{{{3 * int(m[2])}}}{{{3 * int(m[3])}}}" if m else None
+
+
+def _rounded(g: str) -> str | None:
+    """A non-terminating fraction rounded to two decimals: close, but not equal."""
+    m = re.fullmatch(r"(-?)\\frac\{(\d+)\}\{(\d+)\}", g.strip())
+    if not m or _frac_decimal(g) is not None:
+        return None
+    return f"{m[1]}{int(m[2]) / int(m[3]):.2f}"
+
+
+def _and_list(g: str) -> str | None:
+    parts = _split_top(g.strip())
+    return None if len(parts) != 2 or any("and" in p for p in parts) else f"${parts[0]}$ and ${parts[1]}$"
+
+
+def _unicode_minus(g: str) -> str | None:
+    return g.replace("-", "\u2212") if re.fullmatch(r"-\d+", g.strip()) else None
+
+
+HARD_EQUIVALENT = (
+    ("interval", "in-notation", lambda g: f"x \\in {g}", "'{alt}' says x lies in the gold interval: the same set"),
+    ("equation", "swapped-sides", _swap_sides, "'{alt}' is the gold equation with its sides swapped"),
+    ("fraction", "frac-shorthand", _frac_shorthand, "'{alt}' is TeX shorthand for the gold {gold}"),
+    ("fraction", "unreduced", _unreduced, "'{alt}' reduces to the gold {gold}"),
+    ("set", "and-list", _and_list, "the two values {alt} are the gold's {gold}"),
+)
+
+
+def hard_rows(data: Path) -> list[Row]:
+    """Notations graders often miss (x \\in interval, swapped equation sides, \\frac12, unreduced
+    fractions, 'a and b' lists, unicode minus, a corrected second box) and near misses (rounded
+    fractions, a superseded correct box)."""
+    rng = random.Random(1503)
+    by_kind = math_by_kind(data)
+    rows: list[Row] = []
+    lead = "We check each case and simplify.\n\nThe answer is {x}."
+    for kind, name, fn, why in HARD_EQUIVALENT:
+        for i, row, gold, alt in _pairs(rng, by_kind.get(kind, []), 3, fn):
+            x = alt if name == "and-list" else f"${alt}$"
+            rows.append(_row(gold, lead.format(x=x), True, "perturbed", "math", kind, f"perturbed {name} math#{i}",
+                             why.format(alt=alt, gold=gold), row["problem"]))
+    for i, row, gold, alt in _pairs(rng, by_kind["fraction"], 4, _rounded):
+        rows.append(_row(gold, lead.format(x=f"${alt}$"), False, "perturbed", "math", "fraction",
+                         f"perturbed wrong-rounded math#{i}", f"{alt} is {gold} rounded, not equal to it", row["problem"]))
+    for i, row, gold, alt in _pairs(rng, by_kind["integer"], 3, _unicode_minus):
+        rows.append(_row(gold, f"Solving gives x = {alt}, so the answer is {alt}.", True, "perturbed", "math", "integer",
+                         f"perturbed unicode-minus math#{i}", f"'{alt}' is {gold} written with a unicode minus sign", row["problem"]))
+    for i, row, gold, wrong in _pairs(rng, by_kind["integer"] + by_kind["fraction"], 6, _bump_number):
+        if len(rows) % 2:
+            text, ok = f"At first I got $\\boxed{{{wrong}}}$, but I dropped a term. Correcting it:\n$$\\boxed{{{gold}}}$$", True
+            why = f"the first box ({wrong}) is retracted; the final box is the gold {gold}"
+        else:
+            text, ok = f"This gives $\\boxed{{{gold}}}$.\n\nWait, that double counts. The correct answer is $\\boxed{{{wrong}}}$.", False
+            why = f"the response retracts {gold}; its final boxed answer is {wrong}"
+        rows.append(_row(gold, text, ok, "perturbed", "math", gold_kind(gold, row["problem"]),
+                         f"perturbed two-boxes math#{i}", why, row["problem"]))
     return rows
