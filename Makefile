@@ -28,7 +28,7 @@ $(STAMP): pyproject.toml
 	  $(PY) -m pip install -q "torch==$(TORCH_CPU_VERSION)" 2>/dev/null || \
 	  $(PY) -m pip install -q torch --index-url https://download.pytorch.org/whl/cpu; \
 	fi
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q -e ".[dev,serve]"
 	touch $(STAMP)
 
 demo: install

@@ -10,6 +10,7 @@ Styles:
 - `chat`: chat template, the problem alone (for models tuned with their own convention).
 - `cot`: plain completion for base models: "Question: ... Answer: Let's think step by step."
 - `gsm8k`: plain completion in GSM8K's format; the answer ends with "#### <number>".
+- `chat-tir`: chat template; Qwen2.5-Math's tool-integrated reasoning instruction (`--tools python`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,17 @@ from typing import Any, Literal
 from .errors import MathtuneError, unknown_name_error
 
 BOXED_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
+# Qwen2.5-Math's tool-integrated reasoning instruction (its TIR system prompt, as a user-turn line).
+TIR_INSTRUCTION = ("Please integrate natural language reasoning with programs to solve the problem above, "
+                   "and put your final answer within \\boxed{}.")
+FACTS_HEADER = "Facts that may help:"
+
+
+def with_facts(problem: str, facts: Sequence[str] = ()) -> str:
+    """`problem` preceded by retrieved facts (formula cards), one per bullet."""
+    if not facts:
+        return problem
+    return "\n".join([FACTS_HEADER, *(f"- {f}" for f in facts)]) + "\n\nProblem: " + problem.strip()
 
 
 @dataclass(frozen=True)
@@ -45,8 +57,11 @@ class PromptStyle:
         tokenizer: Any = None,
         fewshot: Sequence[tuple[str, str]] = (),
         system: str | None = None,
+        facts: Sequence[str] = (),
     ) -> str:
-        """The full prompt text for `problem`, with optional (problem, solution) few-shot pairs."""
+        """The full prompt text for `problem`, with optional (problem, solution) few-shot pairs
+        and retrieved `facts` placed before the problem (`mathtune.retrieval`)."""
+        problem = with_facts(problem, facts)
         if self.chat:
             if tokenizer is None or not getattr(tokenizer, "chat_template", None):
                 raise MathtuneError(
@@ -92,6 +107,13 @@ STYLES: dict[str, PromptStyle] = {
             chat=True,
             template="{problem}",
             answer_format="any",
+        ),
+        PromptStyle(
+            name="chat-tir",
+            description="chat template; reasoning with python programs (TIR, --tools python), answer in \\boxed{}",
+            chat=True,
+            template="{problem}\n" + TIR_INSTRUCTION,
+            answer_format="boxed",
         ),
         PromptStyle(
             name="cot",

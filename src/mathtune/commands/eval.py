@@ -3,6 +3,7 @@
     mathtune eval --benchmark gsm8k --data-dir ../shared/data/benchmarks --limit 200
     mathtune eval --benchmark my/test.jsonl --fields problem=question,answer=answer
     mathtune eval recipes/eval/smollm2_gsm8k.yaml limit=20 temperature=0.7 samples=4
+    mathtune eval --benchmark gsm8k --retrieve exemplars --tools python --prompt chat-tir
     mathtune eval --list        # registered benchmarks
 """
 
@@ -19,7 +20,8 @@ FLAGS = {
     "model": str, "benchmark": str, "fields": str, "data_dir": str, "limit": int, "prompt": str, "fewshot": int,
     "system": str, "samples": int, "temperature": float, "top_p": float, "max_new_tokens": int,
     "batch_size": int, "backend": str, "base_url": str, "seed": int, "dtype": str, "device": str,
-    "output": str, "extract": str,
+    "output": str, "extract": str, "retrieve": str, "retrieve_k": int, "cards": str, "exemplars": str,
+    "tools": str, "max_tool_calls": int,
 }
 
 
@@ -45,6 +47,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", choices=["auto", "fp32", "bf16", "fp16"])
     p.add_argument("--device", help="auto, cpu, cuda, cuda:1, mps")
     p.add_argument("--extract", help="grader extractor order, e.g. boxed,answer_is,last_number")
+    p.add_argument("--retrieve", choices=["none", "cards", "exemplars"],
+                   help="put retrieved formula cards or solved exemplars into each prompt (mathtune.retrieval)")
+    p.add_argument("--retrieve-k", type=int, help="cards or exemplars per problem (default 3)")
+    p.add_argument("--cards", help="extra formula-card files (YAML, JSONL or LaTeX .tex), comma-separated")
+    p.add_argument("--exemplars", help="solved examples for --retrieve exemplars: dataset dir or file "
+                                       "(default: the benchmark's train split); decontaminated against the benchmark")
+    p.add_argument("--tools", choices=["none", "python"], help="python: tool-integrated reasoning in the sandbox")
+    p.add_argument("--max-tool-calls", type=int, help="programs run per response with --tools python (default 4)")
     p.add_argument("--output", "-o", help="run directory (default runs/eval/<model>-<benchmark>-<time>)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--list", action="store_true", help="list registered benchmarks and exit")
@@ -60,8 +70,8 @@ def _overrides(args: argparse.Namespace) -> list[str]:
         value = getattr(args, key, None)
         if value is None:
             continue
-        if key == "extract":
-            flags.append(f"extract=[{value}]")
+        if key in ("extract", "cards"):
+            flags.append(f"{key}=[{value}]")
         elif isinstance(value, str):
             flags.append(f"{key}={_quote(value)}")
         else:

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 from . import synth
 from .build import build_dataset, read_blocks, read_card, read_split
+from .dedup import Decontaminator
 from .mix import PACINGS, Pacing, curriculum_order, train_validation_split
 from .recipe import CorpusSpec, DataRecipe, SourceSpec
 from .schema import Example
 from .sources import examples_from_rows, read_examples
 
-__all__ = ["PACINGS", "CorpusSpec", "DataRecipe", "Example", "Pacing", "SourceSpec", "build_dataset",
+__all__ = ["PACINGS", "CorpusSpec", "DataRecipe", "Decontaminator", "Example", "Pacing", "SourceSpec", "build_dataset",
            "curriculum_order", "examples_from_rows", "read_blocks", "read_card", "read_examples", "read_split",
            "synth", "train_validation_split"]

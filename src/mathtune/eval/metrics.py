@@ -19,6 +19,7 @@ config.yaml and run.json. Records sharing an "id" are samples 0..k-1 of one prob
                   are correct, averaged; reported for k = 1, 2, 4, ... <= samples per problem.
   by_subject / by_level   accuracy, Wilson interval and n per group, when records carry them.
   diagnostics     `diagnostics.aggregate()` over every response (all samples).
+  tools           with `--tools python`: programs run, failed, timed out (`tool_summary`).
 
 Try it:  python -c "from mathtune.eval.metrics import load_run, compute_metrics as m; print(m(load_run('tests/data/runs/base').records))"
 """
@@ -177,7 +178,22 @@ def compute_metrics(
             out[f"by_{key}"] = groups
     out["status_counts"] = dict(Counter(str(r.get("status") or "unknown") for r in records).most_common())
     out["diagnostics"] = diagnostics.aggregate(diagnostics.record_diagnostics(r) for r in records)
+    if any("tool_calls" in r for r in records):
+        out["tools"] = tool_summary(records)
     return out
+
+
+def tool_summary(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Tool-integrated runs (`--tools python`): programs run, failed and timed out, summed over
+    every response, and how many responses used a tool or hit the call limit."""
+    def total(key: str) -> int:
+        return sum(int(r.get(key) or 0) for r in records)
+
+    calls = total("tool_calls")
+    return {"calls": calls, "failures": total("tool_failures"), "timeouts": total("tool_timeouts"),
+            "responses_with_calls": sum(1 for r in records if r.get("tool_calls")),
+            "limit_reached": sum(1 for r in records if r.get("tool_limit_reached")),
+            "calls_per_response": round(calls / len(records), 4)}
 
 
 # ----------------------------------------------------------------------------- run directories

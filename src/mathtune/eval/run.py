@@ -9,7 +9,10 @@ The run directory (default runs/eval/<model>-<benchmark>-<timestamp>) holds:
   predictions.jsonl  one record per (problem, sample): id, index, benchmark, problem, gold, subject,
                      level, sample, prompt, response, extracted, correct, status, tokens,
                      truncated, time_s (+ finish_reason)
+                     (+ retrieved: card/exemplar ids with --retrieve; tool_calls, tool_failures,
+                     tool_timeouts, tool_limit_reached with --tools python)
   metrics.json       `mathtune.eval.metrics.compute_metrics(records)`
+  retrieval.json     with --retrieve: the store, its size, what decontamination dropped
   run.json           model, benchmark + spec version, backend, timings, problems/s, tokens/s
 
 Resumable: completed records are graded and appended in small chunks (flush + fsync) while the
@@ -37,7 +40,8 @@ from ..models import DEFAULT_MODEL
 
 # Settings that change what a record contains: a resumed run must match them.
 RESULT_KEYS = ("model", "benchmark", "fields", "prompt", "fewshot", "system", "samples", "temperature",
-               "top_p", "max_new_tokens", "seed", "extract")
+               "top_p", "max_new_tokens", "seed", "extract", "retrieve", "retrieve_k", "cards", "exemplars",
+               "tools", "max_tool_calls", "tool_timeout")
 
 
 class EvalConfig(Section):
@@ -67,6 +71,13 @@ class EvalConfig(Section):
     output: str | None = None
     flush_every: int = 16  # records per durable append
     grade_workers: int | None = None
+    retrieve: Literal["none", "cards", "exemplars"] = "none"  # retrieved facts/exemplars in the prompt
+    retrieve_k: int = 3
+    cards: list[str] | None = None  # extra formula-card files (YAML/JSONL/.tex) besides the shipped ones
+    exemplars: str | None = None  # solved examples (dataset dir or file); default: the benchmark's train split
+    tools: Literal["none", "python"] = "none"  # python: tool-integrated reasoning in the sandbox
+    max_tool_calls: int = 4
+    tool_timeout: float = 5.0  # seconds per program
 
 
 @dataclass
@@ -89,7 +100,8 @@ def _slug(text: str) -> str:
 
 
 def _same_results(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
-    return [k for k in RESULT_KEYS if a.get(k) != b.get(k)]
+    d = {k: f.default for k, f in EvalConfig.model_fields.items()}  # keys older runs lack
+    return [k for k in RESULT_KEYS if a.get(k, d.get(k)) != b.get(k, d.get(k))]
 
 
 def choose_run_dir(cfg: EvalConfig, root: Path = Path("runs/eval")) -> Path:
@@ -207,7 +219,7 @@ def run_eval(cfg: EvalConfig, *, progress: bool = True, generator: Any = None) -
     t_start = time.time()
     spec = resolve_benchmark(cfg.benchmark, cfg.fields)
     problems = load_problems(spec, cfg.data_dir, cfg.limit)
-    style = get_style(cfg.prompt or spec.prompt)
+    style = get_style(style_name(cfg, spec))
     extract = tuple(cfg.extract) if cfg.extract else spec.extract
     params = SamplingParams(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
                             n=cfg.samples, seed=cfg.seed, stop=style.stop_strings)
@@ -228,6 +240,11 @@ def run_eval(cfg: EvalConfig, *, progress: bool = True, generator: Any = None) -
         tokenizer = getattr(gen, "tokenizer", None) or (_tokenizer_for(cfg) if style.chat else None)
         shots = [(q, style.completion(sol, ans)) for q, sol, ans in load_exemplars(spec, cfg.data_dir, cfg.fewshot)]
         prompts = [style.render(p.problem, tokenizer, fewshot=shots, system=cfg.system) for p in todo]
+        extras: list[dict[str, Any]] = [{} for _ in todo]
+        if cfg.retrieve != "none":
+            from .retrieval import retrieval_prompts
+
+            prompts, extras = retrieval_prompts(cfg, spec, todo, style, tokenizer, shots, run_dir)
         writer = RecordWriter(pred_path, lambda pairs: grade_many(pairs, workers=cfg.grade_workers, extract=extract),
                               cfg.flush_every)
         total = sum(1 for p in todo for s in range(cfg.samples) if (p.id, s) not in done_keys)
@@ -243,14 +260,20 @@ def run_eval(cfg: EvalConfig, *, progress: bool = True, generator: Any = None) -
                 "subject": p.subject, "level": p.level, "sample": s, "prompt": prompts[i], "response": comp.text,
                 "tokens": comp.tokens, "truncated": comp.finish_reason == "length", "time_s": comp.time_s,
                 "finish_reason": comp.finish_reason,
-            })
+            } | extras[i] | getattr(comp, "extra", {}))
             bar.update(writer, session["generated"])
 
         bar = _Progress(total, len(done), progress, label=f"{_slug(cfg.model)} on {spec.name}")
         t0 = time.perf_counter()
         try:
             with bar:
-                gen.generate(prompts, params, on_complete=on_complete, seeds=[stable_seed(p.id) for p in todo])
+                seeds = [stable_seed(p.id) for p in todo]
+                if cfg.tools == "python":
+                    from .tools import generate_with_tools
+
+                    generate_with_tools(gen, prompts, params, seeds, on_complete, cfg)
+                else:
+                    gen.generate(prompts, params, on_complete=on_complete, seeds=seeds)
         finally:
             writer.flush()  # whatever finished is kept, even on Ctrl-C
             session["gen_s"] = time.perf_counter() - t0
@@ -267,6 +290,13 @@ def run_eval(cfg: EvalConfig, *, progress: bool = True, generator: Any = None) -
     info = _run_info(cfg, spec, problems, records, session, len(done), t_start)
     atomic_write_json(run_dir / "run.json", info)
     return EvalResult(run_dir, metrics, info, records)
+
+
+def style_name(cfg: EvalConfig, spec: Any) -> str:
+    """--prompt, else the benchmark's style (chat-tir in place of chat-boxed with --tools python)."""
+    if cfg.prompt:
+        return cfg.prompt
+    return "chat-tir" if cfg.tools == "python" and spec.prompt == "chat-boxed" else spec.prompt
 
 
 def _final_records(path: Path, problems: list[Any], samples: int) -> list[dict[str, Any]]:
@@ -294,7 +324,7 @@ def _run_info(cfg: EvalConfig, spec: Any, problems: list[Any], records: list[dic
         "benchmark_source": spec.path or (cfg.data_dir or os.environ.get("MATHTUNE_DATA") or
                                           (f"hub:{spec.hub.path}" if spec.hub else None)),
         "backend": cfg.backend,
-        "prompt": cfg.prompt or spec.prompt,
+        "prompt": style_name(cfg, spec),
         "problems": len(problems),
         "samples": cfg.samples,
         "records": len(records),
