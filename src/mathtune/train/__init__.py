@@ -1,4 +1,5 @@
-"""The train stage: SFT and continued pretraining (CPT) on TRL's SFTTrainer with PEFT.
+"""The train stage: SFT and continued pretraining (CPT) on TRL's SFTTrainer, and GRPO (RL with
+verifiable rewards, `stage: grpo`) on TRL's GRPOTrainer, with PEFT.
 
 Public API (the demo and other stages import only these):
 
@@ -8,7 +9,8 @@ Public API (the demo and other stages import only these):
 
 CLI: `mathtune train RECIPE [key=value ...]`. Modules: recipe (schema), data (load + tokenize),
 cpt (token blocks), peft_setup (model, LoRA/DoRA/QLoRA/full, optimizer groups), sft (SFTConfig
-defaults + trainer), callbacks (progress, logs, NaN guard, plot), run (train()), card.
+defaults + trainer), grpo (GRPOConfig defaults + trainer), rewards (GRPO rewards), callbacks
+(progress, logs, NaN guard, plot), run (train()), card.
 Heavy libraries (torch, transformers, trl) are imported lazily.
 """
 

@@ -22,7 +22,7 @@ from ..config import Section, apply_overrides, load_recipe, validate
 from ..models import DEFAULT_MODEL
 
 Method = Literal["lora", "dora", "qlora", "full"]
-Stage = Literal["sft", "cpt"]
+Stage = Literal["sft", "cpt", "grpo"]
 
 
 class ModelSpec(Section):
@@ -108,7 +108,16 @@ class TrainRecipe(Section):
     method: MethodSpec = MethodSpec()
     data: DataSpec = DataSpec()
     run: RunSpec = RunSpec()
-    trainer: dict[str, Any] = Field(default_factory=dict, description="trl.SFTConfig settings, passed through")
+    trainer: dict[str, Any] = Field(default_factory=dict, description="trl.SFTConfig settings, passed through "
+                                                                      "(trl.GRPOConfig for stage grpo)")
+    rewards: dict[str, Any] = Field(default_factory=dict, description="stage grpo: reward name -> weight, or "
+                                                                      "{weight, options} (mathtune.train.rewards)")
+
+    @model_validator(mode="after")
+    def _rewards_for_grpo(self) -> TrainRecipe:
+        if self.rewards and self.stage != "grpo":
+            raise ValueError(f"rewards are for stage grpo, not stage {self.stage}")
+        return self
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], overrides: list[str] | tuple[str, ...] = ()) -> TrainRecipe:

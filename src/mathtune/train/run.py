@@ -1,4 +1,4 @@
-"""`train(recipe)`: load -> build -> run -> save, for the sft and cpt stages.
+"""`train(recipe)`: load -> build -> run -> save, for the sft, cpt and grpo (train/grpo.py) stages.
 
     from mathtune.train import train
     result = train("recipes/smollm2-135m_lora_synth.yaml", ["trainer.max_steps=10"])
@@ -109,6 +109,10 @@ def _datasets(recipe: TrainRecipe, tokenizer: Any, run_dir: Path) -> tuple[Any, 
     from .data import cpt_dataset, load_data, sft_dataset
     from .sft import max_length
 
+    if recipe.stage == "grpo":
+        from .grpo import grpo_datasets
+
+        return grpo_datasets(recipe, tokenizer, run_dir)
     data = load_data(recipe.data, recipe.stage, run_dir, tokenizer)
     if recipe.stage == "cpt":
         return cpt_dataset(data.train), (cpt_dataset(data.validation) if data.validation else None), False
@@ -138,6 +142,10 @@ def _build(recipe: TrainRecipe, model: Any, tokenizer: Any, train_ds: Any, eval_
     from .peft_setup import build_optimizer
     from .sft import build_trainer, make_config, trainer_settings
 
+    if recipe.stage == "grpo":
+        from . import grpo
+
+        return grpo.build(recipe, model, tokenizer, train_ds, run_dir, device, dtype, extra, curriculum)
     config = make_config(trainer_settings(recipe, run_dir, device, dtype, model.config, eval_ds is not None,
                                           curriculum))
     nan_guard = NanGuardCallback()
@@ -302,7 +310,14 @@ def _check_early(recipe: TrainRecipe) -> None:
     """What can be wrong without a model: a misspelt trainer key, an unknown prompt style."""
     from .sft import check_trainer_keys
 
-    check_trainer_keys(recipe.trainer)
+    if recipe.stage == "grpo":
+        from .grpo import check_grpo_keys
+        from .rewards import check_rewards
+
+        check_grpo_keys(recipe.trainer)
+        check_rewards(recipe.rewards)
+    else:
+        check_trainer_keys(recipe.trainer)
     get_style(recipe.data.prompt)
 
 
@@ -313,7 +328,12 @@ def check(recipe: TrainRecipe) -> None:
     from .sft import make_config
 
     get_style(recipe.data.prompt)
-    make_config({**recipe.trainer, "output_dir": str(recipe.output_dir()), "use_cpu": True, "bf16": False})
+    if recipe.stage == "grpo":
+        from .grpo import check as check_grpo
+
+        check_grpo(recipe)
+    else:
+        make_config({**recipe.trainer, "output_dir": str(recipe.output_dir()), "use_cpu": True, "bf16": False})
     if isinstance(recipe.data.recipe, dict):
         data_recipe(recipe.data)
     elif isinstance(recipe.data.recipe, str):

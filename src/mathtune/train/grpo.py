@@ -1,0 +1,233 @@
+"""`stage: grpo`: RL with verifiable rewards on TRL's GRPOTrainer (run by `mathtune train RECIPE`).
+
+    mathtune train recipes/smollm2-135m_grpo_synth.yaml trainer.max_steps=4
+
+The recipe has the SFT shape (`model`, `method` LoRA/DoRA/QLoRA/full, `data`) plus `rewards:`
+(names and weights, see `mathtune.train.rewards`). Each `Example`'s `problem` becomes the prompt
+through the prompt style eval uses (`style.render`), its `answer` the gold the `correctness`
+reward grades against (the dataset column `answer`). The `trainer:` block is passed through to
+`trl.GRPOConfig` and validated by it (a misspelt key names the closest GRPOConfig field).
+
+Defaults from the literature, each overridable in `trainer:`:
+- `loss_type: dr_grpo` and `scale_rewards: none`: Dr. GRPO (Liu et al. 2025, arXiv 2503.20783)
+  removes GRPO's length normalisation and per-group std scaling, both shown to bias the update
+  (toward long wrong answers, and toward too-easy/too-hard questions);
+- `beta: 0`: no KL term and no reference model (DAPO, Dr. GRPO, SimpleRL-Zoo train without it);
+- `epsilon_high: 0.28`: DAPO's clip-higher, so low-probability tokens can still gain mass;
+- `mask_truncated_completions: true`: DAPO's overlong filtering (a cut-off completion is no
+  evidence for or against its tokens).
+Device-aware ones as for SFT: precision from `pick_dtype`, gradient checkpointing only when a
+step's activations would not fit, logging every step, checkpoints every 10% of the run.
+
+Logged to metrics.jsonl (TRL's own log keys, via mathtune's MetricsLogCallback): `reward`,
+`reward_std`, `rewards/<name>/mean|std` per reward, `frac_reward_zero_std` (share of groups whose
+completions all got the same reward, i.e. no learning signal), completion lengths, clipped share,
+`kl` when beta > 0. `ZeroSignalCallback` warns when most groups carry no signal.
+
+Data held out by `data.validation` is not trained on (GRPO here runs no periodic evaluation).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
+
+from ..errors import MathtuneError, closest
+from ..models import free_memory
+from ..prompts import PromptStyle, get_style
+from .recipe import TrainRecipe
+
+LITERATURE_DEFAULTS: dict[str, Any] = {
+    "loss_type": "dr_grpo",
+    "scale_rewards": "none",
+    "beta": 0.0,
+    "epsilon_high": 0.28,
+    "mask_truncated_completions": True,
+}
+PROMPT_TOKENS_GUESS = 256  # prompt length assumed when sizing activations (prompts are not truncated)
+
+
+# --------------------------------------------------------------------------- config
+
+
+def check_grpo_keys(settings: dict[str, Any]) -> None:
+    """Every key is a `trl.GRPOConfig` field, else one error naming it and the closest field."""
+    from trl import GRPOConfig
+
+    names = {f.name for f in dataclasses.fields(GRPOConfig)}
+    for key in settings:
+        if key not in names:
+            guess = closest(key, names)
+            raise MathtuneError(f"unknown key 'trainer.{key}' (not a trl.GRPOConfig setting)",
+                                f"did you mean 'trainer.{guess}'?" if guess else "see trl.GRPOConfig for the settings")
+
+
+def make_grpo_config(settings: dict[str, Any]) -> Any:
+    """`trl.GRPOConfig(**settings)`, with unknown keys and invalid values as one clear error."""
+    from trl import GRPOConfig
+
+    check_grpo_keys(settings)
+    try:
+        return GRPOConfig(**settings)
+    except (ValueError, TypeError) as e:
+        raise MathtuneError(f"invalid trainer settings: {str(e).splitlines()[0][:300]}",
+                            "fix the trainer: block of the recipe (these are trl.GRPOConfig settings)") from None
+
+
+def grpo_settings(recipe: TrainRecipe, run_dir: Path, device: str, dtype: Any, model_config: Any,
+                  curriculum: bool = False) -> dict[str, Any]:
+    """The GRPOConfig kwargs: the recipe's `trainer:` block over mathtune's defaults."""
+    import torch
+
+    from .sft import activation_bytes
+
+    if recipe.run.early_stopping_patience:
+        raise MathtuneError("run.early_stopping_patience is not supported for stage grpo (no periodic evaluation)",
+                            "drop run.early_stopping_patience")
+    user = dict(recipe.trainer)
+    batch = int(user.get("per_device_train_batch_size", 8))
+    tokens = batch * (PROMPT_TOKENS_GUESS + int(user.get("max_completion_length") or 512))
+    defaults: dict[str, Any] = {
+        **LITERATURE_DEFAULTS,
+        "output_dir": str(run_dir),
+        "seed": recipe.seed,
+        "bf16": dtype == torch.bfloat16,
+        "fp16": dtype == torch.float16,
+        # transformers 5 renamed gradient_checkpointing (a deprecated alias now); default the name the user did not give
+        "gradient_checkpointing" if "gradient_checkpointing" in user else "activation_checkpointing":
+            activation_bytes(model_config, tokens, dtype.itemsize) > free_memory(device) // 2,
+        "logging_steps": 1,
+        "save_strategy": "steps",
+        "save_steps": 0.1,
+        "save_total_limit": 2,
+        "report_to": "none",
+        "disable_tqdm": True,
+        "use_cpu": device == "cpu",
+        "dataloader_num_workers": 0,
+    }
+    if curriculum:  # TRL's RepeatSampler keeps the dataset order when not shuffling
+        if user.get("shuffle_dataset"):
+            raise MathtuneError("trainer.shuffle_dataset reorders the curriculum",
+                                "drop it or set data.curriculum: false")
+        defaults["shuffle_dataset"] = False
+    settings = {**defaults, **user}
+    settings["logging_nan_inf_filter"] = False  # the NaN guard must see non-finite losses
+    return settings
+
+
+# --------------------------------------------------------------------------- data
+
+
+def prompt_text(style: PromptStyle, problem: str, tokenizer: Any, system: str | None) -> str:
+    """The style's prompt; a BOS the template wrote is dropped when the tokenizer adds its own
+    (TRL tokenizes text prompts with special tokens, which would double it)."""
+    text = style.render(problem, tokenizer, system=system)
+    bos = getattr(tokenizer, "bos_token", None)
+    if bos and text.startswith(bos):
+        ids = tokenizer("x")["input_ids"]
+        if ids and ids[0] == tokenizer.bos_token_id:
+            text = text[len(bos):]
+    return text
+
+
+def grpo_dataset(examples: list[Any], tokenizer: Any, style: PromptStyle, system: str | None) -> Any:
+    """A `datasets.Dataset` with `prompt` (rendered) and `answer` (the gold) columns."""
+    from datasets import Dataset
+
+    if not examples:
+        raise MathtuneError("stage grpo got no training examples", "check the data: section of the recipe")
+    return Dataset.from_list([{"prompt": prompt_text(style, ex.problem, tokenizer, system), "answer": ex.answer}
+                              for ex in examples])
+
+
+def grpo_datasets(recipe: TrainRecipe, tokenizer: Any, run_dir: Path) -> tuple[Any, None, bool]:
+    """(train prompts, no eval set, whether the order is a curriculum)."""
+    from .data import load_data
+
+    data = load_data(recipe.data, "sft", run_dir, tokenizer)
+    style = get_style(recipe.data.prompt)
+    return grpo_dataset(data.train, tokenizer, style, recipe.data.system), None, data.curriculum
+
+
+# --------------------------------------------------------------------------- trainer
+
+
+class ZeroSignalCallback(TrainerCallback):
+    """Warn (once) when most groups give no signal: every completion of a prompt got the same
+    reward, so its advantages are zero and it teaches nothing (`frac_reward_zero_std`)."""
+
+    def __init__(self, window: int = 5, threshold: float = 0.5) -> None:
+        self.window, self.threshold = window, threshold
+        self.seen: list[float] = []
+        self.warned_at: int | None = None
+
+    def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001
+        value = (logs or {}).get("frac_reward_zero_std")
+        if value is None:
+            return
+        self.seen.append(float(value))
+        recent = self.seen[-self.window:]
+        if self.warned_at is None and state.is_world_process_zero and sum(recent) / len(recent) > self.threshold \
+                and (len(recent) == self.window or state.global_step >= state.max_steps):
+            self.warned_at = state.global_step
+            print(f"mathtune: warning: {sum(recent) / len(recent):.0%} of reward groups had zero std over the last "
+                  f"{len(recent)} logged steps (step {state.global_step}): most groups give no learning signal. "
+                  "Keep problems the model sometimes solves, raise trainer.num_generations or "
+                  "trainer.temperature, or add a shaping reward (format).", file=sys.stderr, flush=True)
+
+
+def build_grpo_trainer(model: Any, tokenizer: Any, config: Any, train_ds: Any, reward_funcs: list[Any],
+                       callbacks: list[Any], optimizer: Any = None) -> Any:
+    """TRL's GRPOTrainer; `config.reward_weights` must match `reward_funcs`."""
+    from transformers.trainer_callback import PrinterCallback
+    from trl import GRPOTrainer
+
+    try:
+        trainer = GRPOTrainer(model=model, reward_funcs=reward_funcs, args=config, train_dataset=train_ds,
+                              processing_class=tokenizer, callbacks=callbacks, optimizers=(optimizer, None))
+    except ValueError as e:  # TRL's checks of setting combinations
+        raise MathtuneError(f"TRL rejected the GRPO setup: {str(e).splitlines()[0][:300]}",
+                            "adjust the trainer: block or the rewards: section of the recipe") from None
+    if config.disable_tqdm:
+        trainer.remove_callback(PrinterCallback)
+    return trainer
+
+
+def build(recipe: TrainRecipe, model: Any, tokenizer: Any, train_ds: Any, run_dir: Path, device: str, dtype: Any,
+          extra: list[Any], curriculum: bool = False) -> tuple[Any, Any]:
+    """(GRPOTrainer, NaN guard) for the recipe, with mathtune's callbacks."""
+    from .callbacks import MetricsLogCallback, NanGuardCallback, ProgressCallback
+    from .peft_setup import build_optimizer
+    from .rewards import build_rewards
+
+    settings = grpo_settings(recipe, run_dir, device, dtype, model.config, curriculum)
+    funcs, weights = build_rewards(recipe.rewards, get_style(recipe.data.prompt),
+                                   int(settings.get("max_completion_length") or 512), recipe.seed)
+    if "reward_weights" in settings:
+        raise MathtuneError("trainer.reward_weights is set from the rewards: section",
+                            "give weights there, e.g. rewards: {correctness: 1.0, format: 0.1}")
+    config = make_grpo_config({**settings, "reward_weights": weights})
+    nan_guard = NanGuardCallback()
+    cbs: list[Any] = [nan_guard, MetricsLogCallback(run_dir), ProgressCallback(recipe.run.progress),
+                      ZeroSignalCallback()]
+    optimizer = build_optimizer(model, config, recipe.method.embedding_lr) if recipe.method.embedding_lr else None
+    trainer = build_grpo_trainer(model, tokenizer, config, train_ds, funcs, cbs + extra, optimizer)
+    if device == "cpu":
+        from ..models import retune_callback, tune_threads
+
+        trainer.add_callback(retune_callback(tune_threads("train")))
+    return trainer, nan_guard
+
+
+def check(recipe: TrainRecipe) -> None:
+    """What can be checked without a model: trainer keys/values (GRPOConfig) and the rewards."""
+    from .rewards import check_rewards
+
+    check_rewards(recipe.rewards)
+    quiet = {} if "gradient_checkpointing" in recipe.trainer else {"activation_checkpointing": False}
+    make_grpo_config({**quiet, **recipe.trainer, "output_dir": str(recipe.output_dir()), "use_cpu": True,
+                      "bf16": False})
