@@ -29,6 +29,7 @@ COMMANDS = [
     "demo",
     "export",
     "push",
+    "serve",
 ]
 
 
