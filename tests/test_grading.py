@@ -211,3 +211,10 @@ def test_pool_is_not_shared_with_a_forked_child():
     _, status = os.waitpid(pid, 0)
     assert os.WEXITSTATUS(status) == 0
     assert grade("\\boxed{3x+3}", "3(x+1)").correct  # parent's pool still works
+
+
+def test_an_answer_marker_followed_by_an_empty_box_template_is_not_the_answer():
+    # real SmolLM2 output through `mathtune serve`: it repeats the prompt's instruction
+    assert extract_answer("12*7 = 89. The answer is within \\boxed{}.") == "89"
+    assert not grade("12*7 = 89. The answer is within \\boxed{}.", "84").correct
+    assert grade("12*7 = 84. The final answer is within \\boxed{}.", "84").correct

@@ -4,7 +4,9 @@
 
 Each row is (gold, response, expected). The numbers and phrasings are our own; the classes are
 the ones the foreign suites exposed: prose answers with no marker, several answers, labelled
-golds, matrices, notation, zero-denominator false positives, and slow radicals.
+golds, matrices, notation, zero-denominator false positives, and slow radicals; then the
+classes the differential corpus exposed: cut-off responses, enumeration markers, trivial
+powers, [asy] figures, equations with swapped sides, and lists of math spans.
 """
 
 from __future__ import annotations
@@ -176,6 +178,76 @@ RADICALS = [
     ("\\sqrt{3}+\\sqrt{7}+\\sqrt{11}", "\\boxed{\\sqrt{11}+\\sqrt{7}+\\sqrt{3}}", True),
 ]
 
+# 8. Cut-off responses (the length limit hit mid-computation) gave no final answer: the fallbacks
+#    read nothing from a response that stops inside a formula, on a word or operator that cannot
+#    end a sentence, or part-way through a line it repeats. Marked answers still count, and a
+#    response that ends like a conclusion is still read.
+CUT_OFF = [
+    ("7", "Each crate holds 12 bottles.\nShe fills 3 crates, so 3 + 4 = 7", True),
+    ("7", "We substitute the root:\n\\[ 2^2 + 3 \\cdot 1 = 7", False),
+    ("12", "First we list the products: $$2^3 \\cdot 3 = 24$$ and then $$12 \\cdot 2^", False),
+    ("48", "Adding both trips gives\n\\[\n 20 + 28 = 48 \\text{ km}\n\\]\nso the distance for the whole week is", False),
+    ("48", "Adding both trips gives\n\\[\n 20 + 28 = 48 \\text{ km}\n\\]\nThat is the whole distance.", True),
+    ("2", "Tom gave 6 cards, which means he gave 6 * 4 = 24 cards.\n"
+     "Tom gave 6 cards, which means he gave 6 * 4 = 24 cards.\nTom gave 6 cards, which means he gave 6 * 4 = 2", False),
+    ("9", "Let me compute. The answer is 9. Checking: 9 \\cdot 3 = 27 and then we add", True),
+    ("6", "We check the value \\(", False),
+    ("6", "Putting the pieces together, the value is 6.", True),
+    ("45", "**Subtotal: 45**\nNext we multiply the", False),
+    ("45", "Thus the subtotal is 45 \\cdot", False),
+    ("45", "Thus the total is 45 pencils.", True),
+]
+
+# 9. Enumeration markers ("4. **Step**") and bases of powers ("5^") are not values.
+MARKERS = [
+    ("4", "Here is the plan:\n1. Read the problem.\n2. Set up the equation $x + 1 = 5$.\n4. **Solve for", False),
+    ("4", "Here is the plan:\n3. Read the problem.\n4. Solve it", False),
+    ("2", "The prime factors are $2^3$ and 3^2", False),
+    ("9", "The prime factors are 2 and 9", True),
+    ("3", "Steps:\n1. add\n2. subtract\nThe result is 3", True),
+]
+
+# 10. Powers decided without arithmetic are read before any size guard: 1^n, 0^n (n > 0), b^0.
+TRIVIAL_POWERS = [
+    ("1", "The final answer is $1^{(3^{98765432})}$.", True),
+    ("2", "The final answer is $1^{(3^{98765432})}$.", False),
+    ("0", "\\boxed{0^{7^{123456789}}}", True),
+    ("1", "\\boxed{(y+2)^{0}}", True),
+    ("-1", "\\boxed{-1^{(5^{99999999})}}", True),
+    ("3", "\\boxed{2 + 7^{0}}", True),
+    ("4", "\\boxed{2 + 7^{0}}", False),
+]
+
+# 11. [asy] figure code is not answer text: its numbers and tuples are never extracted.
+FIGURES = [
+    ("(2,5)", "The vertex is at $(2,5)$.[asy]\ndraw((0,0)--(4,0));\ndot((2,5)^^(3,7));\n[/asy]", True),
+    ("(3,7)", "The vertex is at $(2,5)$.[asy]\ndraw((0,0)--(4,0));\ndot((2,5)^^(3,7));\n[/asy]", False),
+    ("\\frac{3}{2}", "So the ratio is $\\boxed{\\frac32}$. [asy] size(4cm); label(\"$\\boxed{8}$\",(1,1)); [/asy]", True),
+    ("11", "[asy]\nunitsize(1cm); draw((0,0)--(11,0));\n[/asy]\nThe side is 12 units.", False),
+]
+
+# 12. Equations compare as equations: swapped sides, or both sides scaled, are the same one.
+EQUATIONS = [
+    ("3x + 2y - z = 6", "The answer is $6 = 3x + 2y - z$.", True),
+    ("3x + 2y - z = 6", "The answer is $6 = 3x + 2y + z$.", False),
+    ("y = 2x - 9", "Therefore the line is $2x - 9 = y$.", True),
+    ("2a - b = -13", "\\boxed{-13 = 2a - b}", True),
+    ("2a - b = -13", "\\boxed{-26 = 4a - 2b}", True),
+    ("2a - b = -13", "\\boxed{-13 = 2a + b}", False),
+    ("35", "The cost is 7 \\cdot 5 = 35", True),
+]
+
+# 13. A list of math spans joined by "and" / commas after a marker is one answer.
+SPAN_LISTS = [
+    ("-2, 7", "The answer is $-2$ and $7$.", True),
+    ("-2, 7", "The answer is $-2$ and $8$.", False),
+    ("\\frac{1}{4}, \\frac{9}{4}", "So the answer is $\\frac{9}{4}$ and $\\frac{1}{4}$.", True),
+    ("1, 3, 5", "The answer is $1$, $3$, and $5$.", True),
+    ("1, 3, 5", "The answer is $1$, $3$, and $6$.", False),
+    ("4", "The answer is $4$ and $9$.", False),
+    ("4", "The answer is $4$ and $9$ is the other root of the quadratic.", True),
+]
+
 CLASSES = {
     "prose": PROSE,
     "several": SEVERAL,
@@ -184,6 +256,12 @@ CLASSES = {
     "notation": NOTATION,
     "false_positives": FALSE_POSITIVES,
     "radicals": RADICALS,
+    "cut_off": CUT_OFF,
+    "markers": MARKERS,
+    "trivial_powers": TRIVIAL_POWERS,
+    "figures": FIGURES,
+    "equations": EQUATIONS,
+    "span_lists": SPAN_LISTS,
 }
 ROWS = [(name, *row) for name, rows in CLASSES.items() for row in rows]
 

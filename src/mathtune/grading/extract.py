@@ -16,11 +16,20 @@ the order used when none is given (`extract_answer(text, order)`, `mathtune grad
                   ("x <= 7"), tuple ("(7, 6)") or number
     last_number   the last number in the text
 
+The fallbacks (therefore, bold, last_math, last_number) read nothing from a response that was
+cut off (`cut_off`: it stops inside a formula, on a word or operator that cannot end a
+sentence, or part-way through a line it repeats): it never concluded, and its trailing number
+matches a gold only by accident.
+Enumeration markers ("5. **Check**") and bases of powers ("3^") are not objects; `[asy]`
+figure code is removed before anything is read (spans.py). A computation chain "2 + 3 = 5"
+gives its result, but "0 = 5x - 7y + 4" is an equation with its sides swapped and stays whole.
+
 Anchored extractors (boxed, final_answer, answer_is) that stand next to each other in
 the order compete by position: the one found *last* in the text wins, so a closing "The final
 answer is $10$" outranks an intermediate \\boxed{}; a marker followed only by words ("the
 answer is correct") never outranks a box. After a marker, a bare value is read up to the end of
-its clause ("12 because ..."); a sentence ("The largest $n$ is 34") gives its last object.
+its clause ("12 because ..."); a sentence ("The largest $n$ is 34") gives its last object;
+math spans listed to the end of the clause ("$0$ and $1$.", "$1$, $3$, and $5$") are one answer.
 The others are fallbacks, tried in order.
 
 Everything here is (close to) linear in the input size (see spans.py); the regex extractors
@@ -31,6 +40,7 @@ Try it:  python -c "from mathtune.grading import extract_answer as e; print(e('S
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -44,6 +54,7 @@ from .spans import (
     match_brace,
     math_spans,
     objects,
+    strip_figures,
     trailing_group,
     unescape,
 )
@@ -116,8 +127,27 @@ def _delimited(s: str) -> str | None:
         return box[0] if box else None
     spans = math_spans(s[:5000])
     if spans and spans[0].start == 0:
-        return spans[0].text
+        return _span_run(s, spans)
     return None
+
+
+_LIST_GAP = re.compile(r"\s*(?:,\s*(?:and|or)?|and|or|\\text\s*\{\s*(?:and|or|,)\s*\})\s*")
+_RUN_END = re.compile(
+    r"\s*(?:[.!?,;:](?!\d)|\n|$)|\s+(?:because|since|as|so|which|where|when|respectively)\b"
+)
+
+
+def _span_run(s: str, spans: list) -> str:
+    """The math span opening `s`, or every span of a list that closes the clause ("$0$ and
+    $1$.", "$2$, $3$, or $5$"), joined as one answer "0, 1"."""
+    run = [spans[0]]
+    for span in spans[1:]:
+        if not _LIST_GAP.fullmatch(s[run[-1].end : span.start]):
+            break
+        run.append(span)
+    if len(run) > 1 and _RUN_END.match(s, run[-1].end):
+        return ", ".join(sp.text for sp in run)
+    return spans[0].text
 
 
 def _words_outside_math(s: str) -> int:
@@ -146,12 +176,15 @@ def after_marker(text: str) -> str | None:
     return clause or None
 
 
+_EMPTY_BOX = re.compile(r"\\(?:boxed|fbox)\s*\{\s*\}")
+
+
 def _last_match(text: str, pattern: re.Pattern[str]) -> Found | None:
     """The answer after the last match of `pattern` that is followed by one."""
     matches = list(pattern.finditer(text))
     for m in reversed(matches[-20:]):
         ans = after_marker(text[m.end() : m.end() + 2000])
-        if ans:
+        if ans and not _EMPTY_BOX.search(ans):  # "the answer is within \boxed{}": a template, no answer
             return Found(final_side(ans), m.start())
     return None
 
@@ -199,6 +232,8 @@ def find_therefore(text: str) -> Found | None:
     """The last "Therefore/Thus/Hence/So ..." sentence, when no number follows it: its last
     object before any explanation ("because ...")."""
     text = _clip(text)
+    if cut_off(text):
+        return None
     last = None
     for m in _THEREFORE.finditer(text):
         last = m
@@ -213,6 +248,8 @@ def find_bold(text: str) -> Found | None:
     """The last markdown **bold** span (after any "Answer:" label inside it), when no number
     follows it (a bold "**Step 1:**" heading is not an answer)."""
     text = _clip(text)
+    if cut_off(text):
+        return None
     last = None
     for m in re.finditer(r"\*\*([^*\n]{1,200})\*\*", text):
         last = m
@@ -250,9 +287,24 @@ def final_side(expr: str) -> str:
     sides = re.split(r"(?<![<>!\\])=(?!=)", expr)
     if len(sides) > 1 and sides[-1].strip():
         head = re.sub(r"\\(?:frac|dfrac|sqrt|cdot|times|div|left|right)(?![A-Za-z])", "", "=".join(sides[:-1]))
-        if not re.search(r"[A-Za-z]", head):
+        if not re.search(r"[A-Za-z]", head) and not (len(sides) == 2 and _has_unknowns(sides[-1])):
             return sides[-1].strip()
     return expr
+
+
+def _has_unknowns(side: str) -> bool:
+    """Whether an expression holds unknowns in algebra ("4x-5y", "2 + y"), so that "0 = 5x + 4"
+    is an equation with its sides swapped, not a computation whose result is "5x + 4". A unit
+    after a number ("15 \\text{ m}", "15 cm") is not an unknown."""
+    bare = re.sub(r"\\(?:text|mathrm|textbf|mbox)\s*\{[^{}]*\}|\\[A-Za-z]+", " ", side)
+    return bool(_UNKNOWN.search(bare))
+
+
+_UNKNOWN = re.compile(
+    r"\d[A-Za-z](?![A-Za-z])(?=\s*(?:[-+*/^=(]|$))"  # 4x, 5y (a coefficient)
+    r"|(?<![A-Za-z])[A-Za-z](?![A-Za-z])\s*[-+*/^]"  # x + ..., y^2
+    r"|[-+*/^]\s*[A-Za-z](?![A-Za-z])"  # ... - z
+)
 
 
 MAX_TAIL = 300  # characters of text after a fallback answer: more, and it was not the answer
@@ -264,11 +316,60 @@ def _tail_ok(text: str, end: int) -> bool:
     return len(text) - end <= MAX_TAIL or len(re.sub(r"\s+", "", text[end:])) <= MAX_TAIL
 
 
+_DANGLING = re.compile(
+    r"(?:[=+/^,({\[]|(?<!-)-|(?<!\*)\*"  # an operator or opening bracket (a colon may introduce a figure)
+    r"|\\(?:cdot|times|div|pm|mp|le|leq|ge|geq|ne|neq|approx|equiv|frac|dfrac|sqrt|left|implies|Rightarrow|q?quad)"
+    r"|(?<![A-Za-z])(?:is|are|was|were|be|been|the|an|of|to|by|for|from|with|into|than|which|and|or|but|as|if|"
+    r"because|since|its|their|when|where|while|equals|gives|gets|makes|would|could|should|must|let|becomes)"
+    r")\s*$",
+    re.IGNORECASE,
+)
+_OPENERS = {"\\[": re.compile(r"(?<!\\)\\\["), "\\(": re.compile(r"(?<!\\)\\\(")}
+_CLOSERS = {"\\[": re.compile(r"(?<!\\)\\\]"), "\\(": re.compile(r"(?<!\\)\\\)")}
+
+
+def _last(pattern: re.Pattern[str], text: str) -> int:
+    pos = -1
+    for m in pattern.finditer(text):
+        pos = m.start()
+    return pos
+
+
+def _unclosed_math(text: str) -> bool:
+    """The text stops inside a display or inline formula (`\\[`, `\\(`, `$$`, `\\begin{..}`)."""
+    if any(_last(_OPENERS[k], text) > _last(_CLOSERS[k], text) for k in _OPENERS):
+        return True
+    if text.count("$$") % 2 and "$" not in text[text.rfind("$$") + 2 :]:
+        return True  # an odd "$$" with no dollar after it opens a display ("= $$43.00 ... $70" is money)
+    return text.count("\\begin{") > text.count("\\end{")
+
+
+def _repeats_cut(text: str) -> bool:
+    """The last line is the cut-off start of an earlier line: a repetition loop stopped by the
+    length limit mid-line ("... deleted 15 * 10 = 1" after "... deleted 15 * 10 = 150 new apps.")."""
+    lines = [ln.strip() for ln in text[-8_000:].split("\n")]
+    lines = [ln for ln in lines if ln]
+    last = lines[-1] if lines else ""
+    if len(lines) < 2 or len(last) < 20 or " " not in last or last.endswith((".", "!", "?", "}", "$", "\\]", "\\)")):
+        return False  # a complete sentence, or the close of a formula ("\\end{align*}")
+    return any(len(ln) > len(last) and ln.startswith(last) for ln in lines[:-1])
+
+
+@functools.lru_cache(maxsize=64)  # the fallbacks ask in turn about the same text
+def cut_off(text: str) -> bool:
+    """Whether a response stops mid-computation (it hit the length limit) rather than ending
+    like a conclusion: inside a formula, on a word or operator that cannot end a sentence, or
+    part-way through a line it repeats. Such a response gave no final answer, so the fallbacks
+    (therefore, bold, last object, last number) read nothing from it; marked answers count."""
+    text = text.rstrip()
+    return bool(_DANGLING.search(text[-200:])) or _unclosed_math(text) or _repeats_cut(text)
+
+
 def find_last_math(text: str, parts: int = 1) -> Found | None:
     """The last object; when the gold has `parts` > 1 parts, the last `parts` objects if only
     separators stand between them ("x = -7 or x = 1")."""
     found = objects(_clip(text))
-    if not found or not _tail_ok(_clip(text), found[-1].end):
+    if not found or not _tail_ok(_clip(text), found[-1].end) or cut_off(_clip(text)):
         return None
     tail = found[-parts:] if parts > 1 and len(found) >= parts else found[-1:]
     clipped = _clip(text)
@@ -285,6 +386,8 @@ def find_last_number(text: str) -> Found | None:
     matrix (`$x < 3$` has no last number)."""
     found = objects(_clip(text))
     if not found or not _tail_ok(_clip(text), found[-1].end) or not _NUMBER.fullmatch(found[-1].text):
+        return None
+    if cut_off(_clip(text)):
         return None
     return Found(found[-1].text.replace("\\$", "").replace("$", "").rstrip(","), found[-1].start)
 
@@ -376,7 +479,7 @@ def extract_answer(text: str, order: Sequence[str] | str | None = None, *, parts
     names = check_order(order)
     if not text or not text.strip():
         return None
-    text = unescape(text)
+    text = strip_figures(unescape(text))
     # R1-style outputs: the answer follows the reasoning block; look inside it only as a fallback
     if "</think>" in text:
         found = _cascade(text.rsplit("</think>", 1)[1], names, parts)
@@ -387,7 +490,7 @@ def extract_answer(text: str, order: Sequence[str] | str | None = None, *, parts
 def gold_answer(gold_raw: str) -> str:
     """The gold answer from a benchmark field: GSM8K solution ("... #### 18"), MATH solution
     (its last \\boxed{}, or every box of a multi-part answer), or a bare value ("18", "$\\frac{1}{2}$")."""
-    raw = unescape(str(gold_raw).strip())
+    raw = strip_figures(unescape(str(gold_raw))).strip()
     if "####" in raw:
         found = find_gsm8k(raw)
         ans = found.answer if found else ""

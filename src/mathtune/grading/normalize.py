@@ -4,9 +4,11 @@
 backslashes are halved; math delimiters, `$`, `\\left`/`\\right`, spacing commands, degrees,
 thousands separators (`1,234`, `1{,}234`, `1,\\!234`), `\\text{}` units, trailing words ("18
 apples") and a stray trailing "\\" go; `\\dfrac`/`\\tfrac` become `\\frac`, `\\frac12` and
-`\\sqrt3` get their braces, `\\left[\\begin{array}..\\right]` is unwrapped. `parse_number()`
-reads the common number shapes exactly as a `Fraction` (integers, decimals, decimal commas
-"2,74", scientific notation, `a\\times10^{b}`, `\\frac{a}{b}`, `a/b`, mixed numbers `2\\frac12`,
+`\\sqrt3` get their braces, `\\left[\\begin{array}..\\right]` is unwrapped, and powers decided
+without arithmetic are settled (`trivial_powers`: `1^{(2^{235423523})}` is 1, `0^{n}` for a
+visibly positive n is 0, `b^0` for a visible non-zero base is 1), so the size guard never
+refuses them. `parse_number()` reads the common number shapes exactly as a `Fraction`
+(integers, decimals, decimal commas "2,74", scientific notation, `a\\times10^{b}`, `\\frac{a}{b}`, `a/b`, mixed numbers `2\\frac12`,
 repeating decimals `0.\\overline{3}`, a trailing `%`) with no sympy; `clock_time()` and
 `ratio()` read "h:mm" and "a:b" pairs.
 
@@ -91,6 +93,91 @@ def _fix_short_args(s: str) -> str:
     return s
 
 
+def _group_end(s: str, i: int) -> int:
+    """End (exclusive) of the exponent that starts at `i`: a `{..}` or `(..)` group, or one
+    character; -1 when there is none."""
+    if i >= len(s):
+        return -1
+    if s[i] == "{":
+        close = match_brace(s, i, min(len(s), i + MAX_EXPONENT_TEXT))
+        return close + 1 if close >= 0 else -1
+    if s[i] == "(":
+        depth = 0
+        for j in range(i, min(len(s), i + MAX_EXPONENT_TEXT)):
+            depth += s[j] == "("
+            depth -= s[j] == ")"
+            if depth == 0:
+                return j + 1
+        return -1
+    return i + 1 if s[i].isalnum() and not s[i + 1 : i + 2].isdigit() else -1
+
+
+def _positive(expo: str) -> bool:
+    """Whether an exponent is visibly positive: a positive literal, or a positive literal raised
+    to any power ("2^{235423523}")."""
+    e = expo.strip()
+    while len(e) > 1 and (e[0], e[-1]) in (("{", "}"), ("(", ")")) and _group_end(e, 0) == len(e):
+        e = e[1:-1].strip()
+    if re.fullmatch(r"0*[1-9]\d*(?:\.\d+)?|0*\.\d*[1-9]\d*", e):
+        return True
+    m = re.match(r"0*[1-9]\d*\s*\^\s*", e)
+    return bool(m) and _group_end(e, m.end()) == len(e)
+
+
+MAX_POWER_TEXT = 2000  # longer answers are left to the size guards
+MAX_EXPONENT_TEXT = 300  # an exponent group longer than this is not settled here (bounded cost)
+_TRIVIAL_BASE = re.compile(r"(?<![\w.}\)\]\\])([01])\s*\^\s*")
+_ZERO_EXPONENT = re.compile(r"\^\s*(?:\{\s*0\s*\}|0(?![\d.]))")
+
+
+def trivial_powers(s: str) -> str:
+    """Powers decided without arithmetic, so that no size guard refuses them: 1^{anything} is 1,
+    0^{positive} is 0, and b^0 is 1 for a visible non-zero base b (a number, a letter, a
+    parenthesised group). A power juxtaposed with a digit ("2(x)^0", "1^{x}5") is left alone.
+    Bounded: at most 50 rewrites of answers up to `MAX_POWER_TEXT` characters."""
+    if "^" not in s or len(s) > MAX_POWER_TEXT:
+        return s
+    pos, done = 0, 0
+    while done < 50 and (m := _TRIVIAL_BASE.search(s, pos)):
+        end = _group_end(s, m.end())
+        pos = m.end()
+        if end > 0 and not _digit_at(s, end) and (m.group(1) == "1" or _positive(s[m.end() : end])):
+            s = s[: m.start()] + m.group(1) + s[end:]
+            pos, done = m.start() + 1, done + 1
+    pos = 0
+    while done < 100 and (m := _ZERO_EXPONENT.search(s, pos)):
+        start = _base_start(s, m.start())
+        pos = m.end()
+        if start >= 0 and not _digit_at(s, m.end()) and not (start > 0 and s[start - 1].isdigit()):
+            s = s[:start] + "1" + s[m.end() :]
+            pos, done = start + 1, done + 1
+    return s
+
+
+def _digit_at(s: str, i: int) -> bool:
+    return i < len(s) and (s[i].isdigit() or s[i] == ".")
+
+
+def _base_start(s: str, caret: int) -> int:
+    """Start of the visible non-zero base just before `s[caret] == "^"`, or -1."""
+    i = caret
+    while i > 0 and s[i - 1] == " ":
+        i -= 1
+    if i > 0 and s[i - 1] == ")":
+        depth = 0
+        for j in range(i - 1, max(-1, i - MAX_EXPONENT_TEXT), -1):
+            depth += s[j] == ")"
+            depth -= s[j] == "("
+            if depth == 0:
+                inner = s[j + 1 : i - 1].strip()
+                return j if inner not in ("", "0") and (j == 0 or s[j - 1] not in "\\_^") else -1
+        return -1
+    m = re.search(r"(?<![\w.\\])(?:\d+(?:\.\d+)?|[A-Za-z])$", s[max(0, i - 40) : i])
+    if not m or re.fullmatch(r"0*(?:\.0*)?", m.group(0)):
+        return -1
+    return i - len(m.group(0))
+
+
 def _strip_outer_braces(s: str) -> str:
     """"{{x}}" -> "x" in one linear pass (peels only braces that wrap the whole string)."""
     lead = len(s) - len(s.lstrip("{"))
@@ -168,6 +255,7 @@ def _clean(answer: str) -> str:
     s = s.replace("\\%", "%")
     s = re.sub(r"\\text\s*\{\s*(?:degrees?|°)\s*\}", "", s)
     s = _fix_short_args(s)
+    s = trivial_powers(s)
     s = re.sub(r"\s+", " ", s).strip()
     s = s.rstrip(" .,;:").lstrip(" :")
     s = _strip_outer_braces(s)

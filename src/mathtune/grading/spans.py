@@ -11,6 +11,10 @@ milliseconds.
     last_object(text)  the last mathematical object, taken whole: a math span, or a plain
                        relation ("x <= 7", "2 < x < 5"), tuple / interval ("(4, -1)"), or number
     unescape(text)     JSON-doubled LaTeX ("\\\\frac{1}{2}") read as single-escaped
+    strip_figures(text) `[asy]...[/asy]` figure code removed (its numbers are never answers)
+
+Plain numbers exclude enumeration markers at the start of a line ("5. **Check**", "2) Add")
+and the bases and exponents of powers ("3^2").
 
 Try it:  python -c "from mathtune.grading.spans import last_object as o; print(o('so x <= 7 here'))"
 """
@@ -63,6 +67,26 @@ _COMMANDS = (
     "sin|cos|tan|log|ln|exp|binom|dots|ldots|cdots|quad|qquad|overline|mathbb|approx|in|sum|prod|int"
 )
 _DOUBLED = re.compile(r"(?<!\\)\\\\(?:" + _COMMANDS + r")(?![A-Za-z])")
+
+
+def strip_figures(text: str) -> str:
+    """`[asy]...[/asy]` figure code (and an unclosed `[asy]` to the end) removed: drawing
+    commands are full of numbers and tuples that are never the answer. Linear."""
+    if "[asy]" not in text:
+        return text
+    out, pos = [], 0
+    while True:
+        start = text.find("[asy]", pos)
+        if start < 0:
+            out.append(text[pos:])
+            break
+        out.append(text[pos:start])
+        end = text.find("[/asy]", start)
+        if end < 0:
+            break
+        out.append(" ")
+        pos = end + len("[/asy]")
+    return "".join(out)
 
 
 def unescape(text: str) -> str:
@@ -238,8 +262,12 @@ _PLAIN = re.compile(
     rf"|[(\[]\s*{_END}(?:\s*,\s*{_END})+\s*[)\]]"  # (4, -1), [2, inf)
     r"|(?<![\w.:])\d{1,2}:\d{2}(?::\d{2})?(?:\s*[aApP]\.?[mM]\b\.?)?(?![\w:])"  # 3:15 p.m.
     r"|(?<![\w.:])\d+:\d+(?![\w:])"  # a ratio 3:8
-    rf"|(?<![\w.^_{{+*/]){_SNUM}(?![\w])"  # 3,504.25  -2  3/4  12% (not the 8 of "x^8" or "ax+8")
+    # 3,504.25  -2  3/4  12% (not the 8 of "x^8" or "ax+8", nor the 3 of "3^2")
+    rf"|(?<![\w.^_{{+*/]){_SNUM}(?![\w^]|[.,]\d)"
 )
+# "5. **Check**", "2) Add": an enumeration marker at the start of a line, not a value
+_LIST_MARKER = re.compile(r"[.)][ \t]+\S")
+_LINE_LEAD = re.compile(r"[ \t#*>-]*")
 
 
 def plain_objects(text: str, masked: list[Span] | None = None) -> list[Span]:
@@ -251,6 +279,10 @@ def plain_objects(text: str, masked: list[Span] | None = None) -> list[Span]:
         text = "".join(chars)
     out = []
     for m in _PLAIN.finditer(text):
+        if _LIST_MARKER.match(text, m.end()) and re.fullmatch(r"\d{1,3}", m.group(0)):
+            line_start = text.rfind("\n", 0, m.start()) + 1
+            if _LINE_LEAD.fullmatch(text, line_start, m.start()):
+                continue
         value = m.group(0).strip().rstrip(",.")
         if value and re.search(r"\d", value):
             out.append(Span(m.start(), m.end(), value))
