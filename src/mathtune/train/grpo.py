@@ -29,14 +29,13 @@ Data held out by `data.validation` is not trained on (GRPO here runs no periodic
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 from pathlib import Path
 from typing import Any
 
 from transformers import TrainerCallback
 
-from ..errors import MathtuneError, closest
+from ..errors import MathtuneError
 from ..models import free_memory
 from ..prompts import PromptStyle, get_style
 from .recipe import TrainRecipe
@@ -58,24 +57,18 @@ def check_grpo_keys(settings: dict[str, Any]) -> None:
     """Every key is a `trl.GRPOConfig` field, else one error naming it and the closest field."""
     from trl import GRPOConfig
 
-    names = {f.name for f in dataclasses.fields(GRPOConfig)}
-    for key in settings:
-        if key not in names:
-            guess = closest(key, names)
-            raise MathtuneError(f"unknown key 'trainer.{key}' (not a trl.GRPOConfig setting)",
-                                f"did you mean 'trainer.{guess}'?" if guess else "see trl.GRPOConfig for the settings")
+    from .sft import check_trainer_keys
+
+    check_trainer_keys(settings, GRPOConfig)
 
 
 def make_grpo_config(settings: dict[str, Any]) -> Any:
     """`trl.GRPOConfig(**settings)`, with unknown keys and invalid values as one clear error."""
     from trl import GRPOConfig
 
-    check_grpo_keys(settings)
-    try:
-        return GRPOConfig(**settings)
-    except (ValueError, TypeError) as e:
-        raise MathtuneError(f"invalid trainer settings: {str(e).splitlines()[0][:300]}",
-                            "fix the trainer: block of the recipe (these are trl.GRPOConfig settings)") from None
+    from .sft import make_config
+
+    return make_config(settings, GRPOConfig)
 
 
 def grpo_settings(recipe: TrainRecipe, run_dir: Path, device: str, dtype: Any, model_config: Any,

@@ -122,29 +122,33 @@ def max_length(recipe: TrainRecipe) -> int | None:
     return recipe.trainer.get("max_length", 1024)
 
 
-def check_trainer_keys(settings: dict[str, Any]) -> None:
-    """Every key is a `trl.SFTConfig` field, else one error naming it and the closest field
-    (cheap: run before the model loads)."""
-    from trl import SFTConfig
-
-    names = {f.name for f in dataclasses.fields(SFTConfig)}
+def check_trainer_keys(settings: dict[str, Any], config_cls: Any = None) -> None:
+    """Every key is a field of the stage's TRL config (`trl.SFTConfig` unless `config_cls` names
+    another, e.g. `GRPOConfig`), else one error naming it and the closest field (cheap: run
+    before the model loads)."""
+    if config_cls is None:
+        from trl import SFTConfig as config_cls
+    names = {f.name for f in dataclasses.fields(config_cls)}
     for key in settings:
         if key not in names:
             guess = closest(key, names)
-            raise MathtuneError(f"unknown key 'trainer.{key}' (not a trl.SFTConfig setting)",
-                                f"did you mean 'trainer.{guess}'?" if guess else "see trl.SFTConfig for the settings")
+            raise MathtuneError(f"unknown key 'trainer.{key}' (not a trl.{config_cls.__name__} setting)",
+                                f"did you mean 'trainer.{guess}'?" if guess
+                                else f"see trl.{config_cls.__name__} for the settings")
 
 
-def make_config(settings: dict[str, Any]) -> Any:
-    """`trl.SFTConfig(**settings)`, with unknown keys and invalid values as one clear error."""
-    from trl import SFTConfig
-
-    check_trainer_keys(settings)
+def make_config(settings: dict[str, Any], config_cls: Any = None) -> Any:
+    """`config_cls(**settings)` (default `trl.SFTConfig`), with unknown keys and invalid values as
+    one clear error."""
+    if config_cls is None:
+        from trl import SFTConfig as config_cls
+    check_trainer_keys(settings, config_cls)
     try:
-        return SFTConfig(**settings)
+        return config_cls(**settings)
     except (ValueError, TypeError) as e:
         raise MathtuneError(f"invalid trainer settings: {str(e).splitlines()[0][:300]}",
-                            "fix the trainer: block of the recipe (these are trl.SFTConfig settings)") from None
+                            f"fix the trainer: block of the recipe (these are trl.{config_cls.__name__} settings)"
+                            ) from None
 
 
 def build_trainer(model: Any, tokenizer: Any, config: Any, train_ds: Any, eval_ds: Any,
