@@ -159,7 +159,14 @@ def test_eval_default_model_on_gsm8k(default_model_dir, benchmarks_dir, tmp_path
     res = run_eval(EvalConfig(benchmark="gsm8k", data_dir=str(benchmarks_dir), limit=8, max_new_tokens=256,
                               output=str(tmp_path / "run")), progress=False)
     assert res.metrics["n"] == 8 and len(res.records) == 8
-    assert sum(r["extracted"] is not None for r in res.records) >= 4  # the model does answer
+    # the model does answer (how often within 256 tokens depends on the dtype the CPU picks:
+    # 3-7 of these 8 in fp32 and bf16), and each record's answer is the grader's reading of it
+    assert sum(r["extracted"] is not None for r in res.records) >= 2
+    from mathtune.benchmarks import get_benchmark
+    from mathtune.grading import grade
+
+    order = get_benchmark("gsm8k").extract
+    assert all(grade(r["response"], r["gold"], extract=order).extracted == r["extracted"] for r in res.records)
     assert res.run_info["problems_per_s"] > 0
 
 
