@@ -178,3 +178,13 @@ def test_cli_output_dir_with_yaml_characters_reaches_the_recipe_as_given(tmp_pat
     odd = str(tmp_path / "runs" / "my run #2: a=b")
     assert main(["train", str(recipe), "--output-dir", odd, "--no-resume"]) == 0
     assert seen[0].run.output_dir == odd and seen[0].run.resume is False
+
+
+def test_inline_data_recipe_is_built_once_into_the_run_dir(tiny_model_dir, tmp_path, dtype):
+    recipe = train_recipe(tiny_model_dir, tmp_path / "run", dtype, {"recipe": data_recipe(True, n=12)}, max_steps=1)
+    res = train(recipe)
+    built = res.run_dir / "data"
+    assert (built / "train.parquet").is_file() and res.metrics["global_step"] == 1
+    stamp = (built / "train.parquet").stat().st_mtime_ns
+    train({**recipe, "run": {**recipe["run"], "resume": False}})
+    assert (built / "train.parquet").stat().st_mtime_ns == stamp  # reused, not rebuilt

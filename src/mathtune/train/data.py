@@ -60,7 +60,8 @@ def load_data(spec: DataSpec, stage: str, work_dir: Path, tokenizer: Any) -> Tra
     from mathtune import data
 
     if spec.recipe is not None:
-        out = _build_once(spec, work_dir / "data", tokenizer)
+        overrides = spec.recipe_overrides if isinstance(spec.recipe, str) else ()
+        out = _build_once(work_dir / "data", data_recipe(spec), data_dir=spec.data_dir, overrides=overrides)
         return _from_built(out, spec, stage)
     if spec.synth is not None:
         return _examples(data.synth.generate(spec.synth.n, families=spec.synth.families, levels=spec.synth.levels,
@@ -79,7 +80,8 @@ def load_data(spec: DataSpec, stage: str, work_dir: Path, tokenizer: Any) -> Tra
     if stage == "cpt" and _text_files(path):
         corpus = data.DataRecipe(kind="cpt", corpus=data.CorpusSpec(inputs=[str(path)], block_size=spec.block_size,
                                                                      dedup=False))
-        return _from_built(_build_once(spec, work_dir / "data", tokenizer, corpus), spec, stage)
+        # the model's own tokenizer cuts the blocks
+        return _from_built(_build_once(work_dir / "data", corpus, tokenizer=tokenizer), spec, stage)
     return _examples(data.read_examples(path), spec, stage)
 
 
@@ -87,17 +89,16 @@ def _text_files(path: Path) -> bool:
     return path.suffix in TEXT_SUFFIXES or (path.is_dir() and any(p.suffix in TEXT_SUFFIXES for p in path.rglob("*")))
 
 
-def _build_once(spec: DataSpec, out: Path, tokenizer: Any, recipe: Any = None) -> Path:
-    """Build the data recipe into the run dir once; a resumed run reuses it (same data order)."""
+def _build_once(out: Path, recipe: Any, *, data_dir: str | None = None, overrides: list[str] | tuple[str, ...] = (),
+                tokenizer: Any = None) -> Path:
+    """Build a data recipe into the run dir once; a resumed run reuses it (same data order)."""
     from accelerate import PartialState
 
     from mathtune.data import build_dataset
 
     with PartialState().main_process_first():  # under accelerate launch: rank 0 builds, the others wait
         if not ((out / "train.parquet").is_file() or (out / "blocks.parquet").is_file()):
-            overrides = spec.recipe_overrides if isinstance(spec.recipe, str) and recipe is None else ()
-            build_dataset(recipe or data_recipe(spec), out, data_dir=spec.data_dir, overrides=overrides,
-                          tokenizer=tokenizer if recipe is not None else None)
+            build_dataset(recipe, out, data_dir=data_dir, overrides=overrides, tokenizer=tokenizer)
     return out
 
 
