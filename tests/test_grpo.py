@@ -128,7 +128,8 @@ def movable_model_dir(tmp_path_factory) -> Path:
     return directory
 
 
-def test_learnable_reward_rises_within_30_steps(movable_model_dir, tmp_path, dtype):
+@pytest.mark.parametrize("rollout", ["mathtune", "trl"])
+def test_learnable_reward_rises_within_30_steps(movable_model_dir, tmp_path, dtype, rollout):
     from peft import get_peft_model
 
     from mathtune.train.grpo import (
@@ -136,22 +137,100 @@ def test_learnable_reward_rises_within_30_steps(movable_model_dir, tmp_path, dty
         grpo_dataset,
         grpo_settings,
         make_grpo_config,
+        make_rollout,
     )
     from mathtune.train.peft_setup import load_base, peft_config
 
     r = TrainRecipe.from_dict(recipe(movable_model_dir, tmp_path, dtype, max_steps=30, learning_rate=3e-2,
-                                     save_strategy="no"))
+                                     save_strategy="no") | {"grpo": {"rollout": rollout}})
     model, tok, device, dt = load_base(r.model, r.method)
     model = get_peft_model(model, peft_config(model, r.method))
     ds = grpo_dataset([SimpleNamespace(**e) for e in examples()], tok, get_style("chat-boxed"), None)
     config = make_grpo_config({**grpo_settings(r, tmp_path, device, dt, model.config), "reward_weights": [1.0]})
     assert config.loss_type == "dr_grpo" and config.scale_rewards == "none"  # mathtune's defaults, not the test's
-    trainer = build_grpo_trainer(model, tok, config, ds, [lower_half], [MetricsLogCallback(tmp_path)])
+    trainer = build_grpo_trainer(model, tok, config, ds, [lower_half], [MetricsLogCallback(tmp_path)],
+                                 rollout=make_rollout(r, config, tok))
+    assert (trainer.rollout_func is not None) == (rollout == "mathtune")
     trainer.train()
     curve = [row["reward"] for row in read_metrics(tmp_path / "metrics.jsonl") if "reward" in row]
     print("reward curve:", [round(x, 2) for x in curve])
     assert len(curve) == 30
     assert sum(curve[-5:]) / 5 >= sum(curve[:5]) / 5 + 0.3, curve
+
+
+def trainer_logprobs(trainer, out):
+    """The completions' per-token log-probs as the trainer computes them (its own method), padded
+    the way it pads: prompts left, completions right."""
+    plen = max(len(p) for p in out["prompt_ids"])
+    keep = max(len(c) for c in out["completion_ids"])
+    batch = torch.zeros(len(out["prompt_ids"]), plen + keep, dtype=torch.long)
+    mask = torch.zeros_like(batch)
+    for i, (p, c) in enumerate(zip(out["prompt_ids"], out["completion_ids"], strict=True)):
+        batch[i, plen - len(p):plen + len(c)] = torch.tensor(p + c)
+        mask[i, plen - len(p):plen + len(c)] = 1
+    with torch.no_grad():
+        logps, _, _ = trainer._get_per_token_logps_and_entropies(trainer.model, batch, mask, keep,
+                                                                  batch_size=len(batch))
+    return [logps[i, :len(c)].tolist() for i, c in enumerate(out["completion_ids"])]
+
+
+def gaps(a, b):
+    """(worst, mean) absolute gap between two lists of per-token log-prob lists."""
+    assert len(a) == len(b) and all(len(x) == len(y) > 0 for x, y in zip(a, b, strict=True))
+    d = [abs(u - v) for x, y in zip(a, b, strict=True) for u, v in zip(x, y, strict=True)]
+    return max(d), sum(d) / len(d)
+
+
+@pytest.mark.parametrize("policy", ["merged", "live"])
+def test_rollout_logprobs_equal_the_trainers_recomputed_logprobs(movable_model_dir, tmp_path, dtype, policy):
+    """Rollout log-probs equal the trainer's recomputation, also after the LoRA weights moved
+    (a stale policy would match the adapter-free model instead)."""
+    from peft import get_peft_model
+
+    from mathtune.train.grpo import (
+        build_grpo_trainer,
+        grpo_dataset,
+        grpo_settings,
+        make_grpo_config,
+        make_rollout,
+    )
+    from mathtune.train.peft_setup import load_base, peft_config
+
+    r = TrainRecipe.from_dict(recipe(movable_model_dir, tmp_path, dtype, max_completion_length=12, temperature=0.9)
+                              | {"grpo": {"policy": policy}})
+    model, tok, device, dt = load_base(r.model, r.method)
+    model = get_peft_model(model, peft_config(model, r.method))
+    ds = grpo_dataset([SimpleNamespace(**e) for e in examples()], tok, get_style("chat-boxed"), None)
+    config = make_grpo_config({**grpo_settings(r, tmp_path, device, dt, model.config), "reward_weights": [1.0]})
+    rollout = make_rollout(r, config, tok)
+    trainer = build_grpo_trainer(model, tok, config, ds, [lower_half], [], rollout=rollout)
+    prompts = [p for p in ds["prompt"][:2] for _ in range(4)]
+    # bf16: the cached batched decode and the trainer's full forward round differently; once the
+    # perturbed policy's logits reach ~100, single tokens move by ~1.5 nats (live and merged alike,
+    # measured 1.5-1.7 worst, 0.10-0.14 mean), still far from a stale policy's ~9 nats mean
+    tol = (1e-4, 1e-5) if dtype == "fp32" else (3.0, 0.25)
+    for _ in range(2):
+        out = rollout(prompts, trainer)
+        assert len(out["completion_ids"]) == len(prompts) == len(out["prompt_ids"])
+        assert out["prompt_ids"] == tok(text=prompts)["input_ids"]  # tokenized as TRL tokenizes text prompts
+        worst, mean = gaps(out["logprobs"], trainer_logprobs(trainer, out))
+        assert worst <= tol[0] and mean <= tol[1]
+        torch.manual_seed(0)
+        with torch.no_grad():  # move the policy: every lora_B far from zero
+            for n, p in model.named_parameters():
+                if "lora_B" in n:
+                    p.add_(torch.randn_like(p) * 2.0)
+    with model.disable_adapter():
+        stale = trainer_logprobs(trainer, out)
+    assert gaps(out["logprobs"], stale)[1] > 10 * tol[1]  # the check can tell a stale policy
+    assert (rollout._shadow is not None) == (policy == "merged")
+    assert model.training  # the trainer's mode came back after the rollout
+
+
+def test_rollout_refuses_sampling_options_it_does_not_implement(tiny_model_dir, tmp_path):
+    with pytest.raises(MathtuneError, match="top_k=5 is not supported by mathtune's rollout") as e:
+        train(recipe(tiny_model_dir, tmp_path, top_k=5))
+    assert "grpo.rollout: trl" in e.value.hint
 
 
 def test_zero_signal_groups_warn(tiny_model_dir, tmp_path, capsys):
@@ -250,3 +329,108 @@ def test_pathological_answer_is_a_bounded_verdict():
     got = correctness([slow, hostile, "\\boxed{2}"], answer=["\\prod_{k=1}^{20000} (1+\\frac{1}{k^2})", "1", "2"])
     assert got == [0.0, 0.0, 1.0]
     assert time.monotonic() - t < 5.0
+
+
+# --------------------------------------------------------------------------- pass-rate filtering
+
+
+class ScriptedSampler:
+    """Answers problem i right in `right[i]` of its k samples (stands in for the policy)."""
+
+    def __init__(self, right):
+        self.right, self.calls = right, 0
+
+    def sample(self, model, prompt_ids, n, seeds, max_new_tokens=None):
+        from mathtune.generation.base import Completion
+
+        self.calls += 1
+        return [[Completion(f"\\boxed{{{2 * i + 1 if s < self.right[i] else -1}}}", 3, "stop", 0.0)
+                 for s in range(n)] for i in range(len(prompt_ids))]
+
+
+def test_pass_rate_filter_keeps_the_band_and_reuses_its_measurement(tiny_model_dir, tmp_path, capsys):
+    from mathtune.models import load_model
+    from mathtune.train.grpo import grpo_dataset
+    from mathtune.train.pass_rate import filter_by_pass_rate
+    from mathtune.train.recipe import PassRateSpec
+
+    model, tok = load_model(str(tiny_model_dir), dtype="fp32")
+    ds = grpo_dataset([SimpleNamespace(**e) for e in examples(6)], tok, get_style("chat-boxed"), None)
+    cfg = SimpleNamespace(max_completion_length=8, temperature=1.0, top_p=1.0)
+    spec = PassRateSpec(k=4, low=0.25, high=0.75)
+    sampler = ScriptedSampler([0, 1, 2, 3, 4, 2])  # rates 0, .25, .5, .75, 1, .5
+    kept = filter_by_pass_rate(ds, model, tok, spec, cfg, tmp_path, 0, sampler)
+    assert list(kept["answer"]) == ["3", "5", "7", "11"]
+    assert "kept 4 of 6 problems" in capsys.readouterr().err
+    again = filter_by_pass_rate(ds, model, tok, spec, cfg, tmp_path, 0, sampler)  # a resume: measured once
+    assert sampler.calls == 1 and list(again["answer"]) == list(kept["answer"])
+    filter_by_pass_rate(ds, model, tok, PassRateSpec(k=4, low=0.5, high=0.5), cfg, tmp_path, 0, sampler)
+    assert sampler.calls == 2  # other settings: measured again
+    with pytest.raises(MathtuneError, match="kept none of 6 problems") as e:
+        filter_by_pass_rate(ds, model, tok, spec, cfg, tmp_path, 0, ScriptedSampler([0] * 6))
+    assert "widen grpo.pass_rate" in e.value.hint
+
+
+def test_pass_rate_filter_runs_in_a_grpo_recipe(tiny_model_dir, tmp_path):
+    """Wired into stage grpo with the real sampler: a random tiny model never solves anything, so
+    the band [0, 0] keeps every problem and the rates file records k samples per problem."""
+    res = train(recipe(tiny_model_dir, tmp_path / "run", max_steps=1) | {"grpo": {"pass_rate": {"k": 2, "low": 0,
+                                                                                               "high": 0}}})
+    from mathtune.files import read_jsonl
+
+    rows = [r for _, r, _ in read_jsonl(res.run_dir / "pass_rates.jsonl")]
+    assert len(rows) == 16 and all(r["pass_rate"] == 0.0 and r["k"] == 2 for r in rows)
+    with pytest.raises(MathtuneError, match="kept none"):
+        train(recipe(tiny_model_dir, tmp_path / "run2", max_steps=1) | {"grpo": {"pass_rate": {"k": 2, "low": 0.5}}})
+
+
+# --------------------------------------------------------------------------- kill -9
+
+
+CHILD = """
+import json, sys, time
+sys.path.insert(0, {tests!r})
+from transformers import TrainerCallback
+from mathtune.train import train
+
+class Hang(TrainerCallback):  # after checkpoint-2 is saved, wait to be killed
+    def on_save(self, args, state, control, **kw):
+        if state.global_step == 2:
+            print("SAVED", flush=True)
+            time.sleep(300)
+
+train(json.loads(sys.argv[1]), callbacks=[Hang()])
+"""
+
+
+def test_kill_9_mid_run_then_the_same_command_ends_with_the_uninterrupted_curve(tiny_model_dir, tmp_path):
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    def curve(run: Path) -> list[float]:
+        return [r["reward"] for r in read_metrics(run / "metrics.jsonl") if "reward" in r]
+
+    whole = train(recipe(tiny_model_dir, tmp_path / "whole", max_steps=4, save_steps=2))
+    cut = recipe(tiny_model_dir, tmp_path / "cut", max_steps=4, save_steps=2)
+    proc = subprocess.Popen([sys.executable, "-c", CHILD.format(tests=str(Path(__file__).parent)), json.dumps(cut)],
+                            stdout=subprocess.PIPE, text=True, env={**os.environ, "MATHTUNE_THREADS": "1"})
+    try:
+        line = ""
+        deadline = time.monotonic() + 120
+        while "SAVED" not in line and time.monotonic() < deadline and proc.poll() is None:
+            line = proc.stdout.readline()
+        assert "SAVED" in line, "the child never reached checkpoint-2"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == -signal.SIGKILL
+    assert not (tmp_path / "cut" / "result.json").exists() and len(curve(tmp_path / "cut")) >= 2
+    resumed = train(cut)  # the same command again
+    assert resumed.resumed_from and resumed.resumed_from.endswith("checkpoint-2")
+    assert len(curve(whole.run_dir)) == 4 and len(set(curve(whole.run_dir))) > 1
+    assert curve(resumed.run_dir) == pytest.approx(curve(whole.run_dir))

@@ -34,6 +34,7 @@ class SamplingParams:
     n: int = 1
     seed: int = 0
     stop: tuple[str, ...] = field(default=())
+    logprobs: bool = False  # return each completion's token ids and their log-probabilities (hf backend)
 
     @property
     def greedy(self) -> bool:
@@ -61,6 +62,10 @@ class Completion:
     tokens: int  # new tokens generated (including the one that stopped it)
     finish_reason: FinishReason  # "length": hit max_new_tokens
     time_s: float  # wall time from the start of its batch to its end
+    # with `SamplingParams(logprobs=True)`: the generated token ids (the stopping EOS included) and
+    # each one's log-probability under the tempered distribution (logits / temperature, no top-p)
+    token_ids: tuple[int, ...] | None = None
+    logprobs: tuple[float, ...] | None = None
 
 
 OnComplete = Callable[[int, int, Completion], None]

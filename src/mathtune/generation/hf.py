@@ -54,6 +54,7 @@ class _Row:
     ids: list[int]
     generator: Any = None  # torch.Generator for sampling
     out: list[int] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)
     start: float = 0.0
     done: bool = False
 
@@ -123,12 +124,23 @@ class HFGenerator(Generator):
         on_complete: OnComplete | None = None,
         seeds: Sequence[int] | None = None,
     ) -> list[list[Completion]]:
+        return self.generate_tokens([self._encode(p) for p in prompts], params, on_complete=on_complete, seeds=seeds)
+
+    def generate_tokens(
+        self,
+        prompt_ids: Sequence[Sequence[int]],
+        params: SamplingParams,
+        *,
+        on_complete: OnComplete | None = None,
+        seeds: Sequence[int] | None = None,
+    ) -> list[list[Completion]]:
+        """`generate` for prompts already tokenized (e.g. by a trainer, which owns special tokens)."""
         import torch
 
-        results: list[list[Completion | None]] = [[None] * params.n for _ in prompts]
-        encoded = [self._encode(p) for p in prompts]
+        encoded = [list(ids) or [self.pad_id] for ids in prompt_ids]
+        results: list[list[Completion | None]] = [[None] * params.n for _ in encoded]
         rows: list[_Row] = []
-        for i in sorted(range(len(prompts)), key=lambda i: -len(encoded[i])):
+        for i in sorted(range(len(encoded)), key=lambda i: -len(encoded[i])):
             for s in range(params.n):
                 gen = None
                 if not params.greedy:
@@ -175,6 +187,8 @@ class HFGenerator(Generator):
             tokens=len(row.out),
             finish_reason="stop" if stopped else "length",
             time_s=round(time.perf_counter() - row.start, 4),
+            token_ids=tuple(row.out) if params.logprobs else None,
+            logprobs=tuple(row.logprobs) if params.logprobs else None,
         )
 
 
@@ -330,15 +344,29 @@ class _DecodeLoop:
 
         if self.params.greedy:
             # max() picks the first maximal index like argmax() and is ~1.7x faster on CPU
-            return logits.max(dim=-1).indices
-        probs = torch.softmax(logits.float() / self.params.temperature, dim=-1)
+            picks = logits.max(dim=-1).indices
+            if self.params.logprobs:
+                self._record(torch.log_softmax(logits.float(), dim=-1), picks, rows)
+            return picks
+        scaled = logits.float() / self.params.temperature
+        probs = torch.softmax(scaled, dim=-1)
+        logp = torch.log_softmax(scaled, dim=-1) if self.params.logprobs else None
         if self.params.top_p < 1.0:
             sorted_p, order = probs.sort(dim=-1, descending=True)
             drop = sorted_p.cumsum(-1) - sorted_p > self.params.top_p  # keep the smallest nucleus
             sorted_p = sorted_p.masked_fill(drop, 0.0)
             probs = torch.zeros_like(probs).scatter_(-1, order, sorted_p)
-        picks = [torch.multinomial(probs[i], 1, generator=r.generator) for i, r in enumerate(rows)]
-        return torch.cat(picks)
+        picks = torch.cat([torch.multinomial(probs[i], 1, generator=r.generator) for i, r in enumerate(rows)])
+        if logp is not None:
+            self._record(logp, picks, rows)
+        return picks
+
+    @staticmethod
+    def _record(logp: Any, picks: Any, rows: list[_Row]) -> None:
+        """Each running row's log-probability of its picked token (appended with the token in `_advance`)."""
+        for row, value in zip(rows, logp.gather(-1, picks[:, None])[:, 0].tolist(), strict=True):
+            if not row.done:
+                row.logprobs.append(value)
 
     def _advance(self, active: list[_Row], last: Any) -> int:
         """Append each running row's new token and finish rows that stopped; returns how many

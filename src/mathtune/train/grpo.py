@@ -24,6 +24,11 @@ Logged to metrics.jsonl (TRL's own log keys, via mathtune's MetricsLogCallback):
 completions all got the same reward, i.e. no learning signal), completion lengths, clipped share,
 `kl` when beta > 0. `ZeroSignalCallback` warns when most groups carry no signal.
 
+Rollouts (`grpo.rollout`, default `mathtune`): mathtune's decode loop through TRL's public
+`rollout_func` (`mathtune.train.rollout`; `benchmarks/grpo_throughput.py` times it against TRL's
+own `model.generate` rollout), or `trl`. `grpo.pass_rate: {k, low, high}` keeps only problems the
+starting policy solves sometimes (`mathtune.train.pass_rate`).
+
 Data held out by `data.validation` is not trained on (GRPO here runs no periodic evaluation).
 """
 
@@ -108,6 +113,10 @@ def grpo_settings(recipe: TrainRecipe, run_dir: Path, device: str, dtype: Any, m
                                 "drop it or set data.curriculum: false")
         defaults["shuffle_dataset"] = False
     settings = {**defaults, **user}
+    if recipe.grpo.rollout == "mathtune":
+        from .rollout import check_rollout_settings
+
+        check_rollout_settings(settings)
     settings["logging_nan_inf_filter"] = False  # the NaN guard must see non-finite losses
     return settings
 
@@ -173,15 +182,33 @@ class ZeroSignalCallback(TrainerCallback):
                   "trainer.temperature, or add a shaping reward (format).", file=sys.stderr, flush=True)
 
 
+def make_rollout(recipe: TrainRecipe, config: Any, tokenizer: Any) -> Any:
+    """mathtune's decode loop as TRL's `rollout_func` (`grpo.rollout: mathtune`), else None (TRL's own)."""
+    if recipe.grpo.rollout != "mathtune" or config.use_vllm:
+        return None
+    from .rollout import DecodeRollout
+
+    return DecodeRollout(tokenizer, max_new_tokens=config.max_completion_length, temperature=config.temperature,
+                         top_p=config.top_p, seed=recipe.seed, policy=recipe.grpo.policy,
+                         batch_size=config.generation_batch_size or 64)
+
+
 def build_grpo_trainer(model: Any, tokenizer: Any, config: Any, train_ds: Any, reward_funcs: list[Any],
-                       callbacks: list[Any], optimizer: Any = None) -> Any:
-    """TRL's GRPOTrainer; `config.reward_weights` must match `reward_funcs`."""
+                       callbacks: list[Any], optimizer: Any = None, rollout: Any = None) -> Any:
+    """TRL's GRPOTrainer; `config.reward_weights` must match `reward_funcs`; `rollout` is an optional
+    `rollout_func` (TRL's public extension point for generation)."""
+    import os
+
     from transformers.trainer_callback import PrinterCallback
     from trl import GRPOTrainer
 
+    extra = {}
+    if rollout is not None:
+        os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # mathtune pins TRL and tests its rollout_func use
+        extra["rollout_func"] = rollout
     try:
         trainer = GRPOTrainer(model=model, reward_funcs=reward_funcs, args=config, train_dataset=train_ds,
-                              processing_class=tokenizer, callbacks=callbacks, optimizers=(optimizer, None))
+                              processing_class=tokenizer, callbacks=callbacks, optimizers=(optimizer, None), **extra)
     except ValueError as e:  # TRL's checks of setting combinations
         raise MathtuneError(f"TRL rejected the GRPO setup: {str(e).splitlines()[0][:300]}",
                             "adjust the trainer: block or the rewards: section of the recipe") from None
@@ -208,7 +235,13 @@ def build(recipe: TrainRecipe, model: Any, tokenizer: Any, train_ds: Any, run_di
     cbs: list[Any] = [nan_guard, MetricsLogCallback(run_dir), ProgressCallback(recipe.run.progress),
                       ZeroSignalCallback()]
     optimizer = build_optimizer(model, config, recipe.method.embedding_lr) if recipe.method.embedding_lr else None
-    trainer = build_grpo_trainer(model, tokenizer, config, train_ds, funcs, cbs + extra, optimizer)
+    rollout = make_rollout(recipe, config, tokenizer)
+    if recipe.grpo.pass_rate is not None:
+        from .pass_rate import filter_by_pass_rate
+
+        train_ds = filter_by_pass_rate(train_ds, model, tokenizer, recipe.grpo.pass_rate, config, run_dir,
+                                       recipe.seed, rollout)
+    trainer = build_grpo_trainer(model, tokenizer, config, train_ds, funcs, cbs + extra, optimizer, rollout)
     if device == "cpu":
         from ..models import retune_callback, tune_threads
 
@@ -221,6 +254,10 @@ def check(recipe: TrainRecipe) -> None:
     from .rewards import check_rewards
 
     check_rewards(recipe.rewards)
+    if recipe.grpo.rollout == "mathtune":
+        from .rollout import check_rollout_settings
+
+        check_rollout_settings(recipe.trainer)
     quiet = {} if "gradient_checkpointing" in recipe.trainer else {"activation_checkpointing": False}
     make_grpo_config({**quiet, **recipe.trainer, "output_dir": str(recipe.output_dir()), "use_cpu": True,
                       "bf16": False})

@@ -100,6 +100,34 @@ class RunSpec(Section):
     eval_limit: int = Field(default=50, ge=1)
 
 
+class PassRateSpec(Section):
+    """Keep problems the starting model sometimes solves: sample `k` completions per problem
+    first, and keep those whose pass rate lies in [low, high] (groups that are all right or all
+    wrong carry no GRPO signal)."""
+
+    k: int = Field(default=8, ge=2, description="completions sampled per problem")
+    low: float = Field(default=0.2, ge=0, le=1)
+    high: float = Field(default=0.8, ge=0, le=1)
+    max_new_tokens: int | None = Field(default=None, ge=1, description="default trainer.max_completion_length")
+
+    @model_validator(mode="after")
+    def _band(self) -> PassRateSpec:
+        if self.low > self.high:
+            raise ValueError(f"pass_rate.low {self.low} is above pass_rate.high {self.high}")
+        return self
+
+
+class GRPOSpec(Section):
+    """stage grpo settings mathtune owns (TRL's go in `trainer:`)."""
+
+    rollout: Literal["mathtune", "trl"] = Field(
+        default="mathtune", description="mathtune's decode loop via TRL's rollout_func, or TRL's model.generate")
+    policy: Literal["merged", "live"] = Field(
+        default="merged", description="mathtune rollout of a LoRA run: a plain copy with the adapter merged in "
+                                      "per step (fast), or the training model itself (no copy)")
+    pass_rate: PassRateSpec | None = Field(default=None, description="filter prompts by the model's pass rate")
+
+
 class TrainRecipe(Section):
     stage: Stage = "sft"
     name: str | None = None
@@ -112,6 +140,7 @@ class TrainRecipe(Section):
                                                                       "(trl.GRPOConfig for stage grpo)")
     rewards: dict[str, Any] = Field(default_factory=dict, description="stage grpo: reward name -> weight, or "
                                                                       "{weight, options} (mathtune.train.rewards)")
+    grpo: GRPOSpec = GRPOSpec()
 
     @model_validator(mode="after")
     def _rewards_for_grpo(self) -> TrainRecipe:
