@@ -356,7 +356,7 @@ class _DecodeLoop:
             drop = sorted_p.cumsum(-1) - sorted_p > self.params.top_p  # keep the smallest nucleus
             sorted_p = sorted_p.masked_fill(drop, 0.0)
             probs = torch.zeros_like(probs).scatter_(-1, order, sorted_p)
-        picks = torch.cat([torch.multinomial(probs[i], 1, generator=r.generator) for i, r in enumerate(rows)])
+        picks = draw(probs, [r.generator for r in rows])
         if logp is not None:
             self._record(logp, picks, rows)
         return picks
@@ -392,6 +392,22 @@ class _DecodeLoop:
             row.done = True
             self.finish(row, reason)
         return alive
+
+
+def draw(probs: Any, generators: Sequence[Any]) -> Any:
+    """One token per row of `probs` (rows need not be normalised), from each row's own seeded
+    generator, by inverse transform: one uniform per row against the row's cumulative sum.
+
+    Exact sampling like `torch.multinomial`, which instead draws an exponential per vocabulary
+    entry (49k for SmolLM2) on one thread per call: for 8 rows x 49k it took 15x longer (182 vs
+    12 ms a step on 2 shared cores), a decode step's worth of time at every token."""
+    import torch
+
+    u = torch.cat([torch.rand(1, generator=g, dtype=torch.float64, device=probs.device) for g in generators])
+    cdf = probs.double().cumsum(-1)
+    # right=True: the first token whose cumulative mass exceeds u, so zero-mass tokens are never picked
+    picks = torch.searchsorted(cdf, (u * cdf[:, -1]).unsqueeze(-1), right=True).squeeze(-1)
+    return picks.clamp_(max=probs.shape[-1] - 1)
 
 
 def cache_argument(model: Any) -> str:

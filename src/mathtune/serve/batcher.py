@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..generation.base import Completion, SamplingParams, sample_seed, truncate_at_stop
-from ..generation.hf import HFGenerator, _DecodeLoop, _length_groups, _Row
+from ..generation.hf import HFGenerator, _DecodeLoop, _length_groups, _Row, draw
 from ..generation.kv_cache import merge
 
 QueueFull = queue.Full
@@ -232,7 +232,7 @@ class ServeLoop(_DecodeLoop):
                 sorted_p, order = probs.sort(dim=-1, descending=True)
                 drop = sorted_p.cumsum(-1) - sorted_p > job.top_p
                 probs = torch.zeros_like(probs).scatter_(-1, order, sorted_p.masked_fill(drop, 0.0))
-            picks[i] = torch.multinomial(probs[0], 1, generator=r.generator)[0]
+            picks[i] = draw(probs, [r.generator])[0]
         return picks
 
     def _advance(self, active: list[_Row], last: Any) -> int:
