@@ -66,7 +66,7 @@ def test_recipes_are_shipped():
     assert len(train) >= 12
     methods = {read_yaml(p).get("method", {}).get("kind", "lora") for p in train}
     assert {"lora", "qlora", "full"} <= methods
-    assert {read_yaml(p).get("stage", "sft") for p in train} == {"sft", "cpt", "grpo"}
+    assert {read_yaml(p).get("stage", "sft") for p in train} == {"sft", "cpt", "grpo", "dpo", "reward"}
     assert sum("smollm2-135m" in p.name for p in train) >= 5  # a CPU-sized variant of each reference recipe
 
 

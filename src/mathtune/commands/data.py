@@ -3,6 +3,7 @@
     mathtune data build recipes/data/gsm8k_synth_mix.yaml --data-dir ../shared/data/benchmarks mix.size=2000
     mathtune data show runs/data/gsm8k_synth_mix -n 3
     mathtune data sources
+    mathtune data pairs --model smollm2-135m-instruct --data runs/data/synth_easy -k 4 -o runs/pairs/synth.jsonl
 """
 
 from __future__ import annotations
@@ -11,10 +12,11 @@ import argparse
 import json
 from pathlib import Path
 
-HELP = "build, inspect and list training data (mix, dedup, decontaminate, CPT corpora)"
+HELP = "build, inspect and list training data (mix, dedup, decontaminate, CPT corpora, preference pairs)"
 DESCRIPTION = (
     "Build a dataset directory (train/validation Parquet + data card) or a packed CPT corpus from "
-    "a data recipe, show a built dataset, or list the registered sources and synthetic families."
+    "a data recipe, show a built dataset, list the registered sources and synthetic families, or make "
+    "preference pairs (for stage dpo / reward) by grading a model's own samples."
 )
 
 
@@ -31,6 +33,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     s.add_argument("-n", type=int, default=3, help="samples to print (default 3)")
     s.add_argument("--split", default="train")
     sub.add_parser("sources", help="list registered sources, synthetic families and benchmark test sets")
+    p = sub.add_parser("pairs", help="sample k solutions per problem, grade them, write (chosen, rejected) pairs",
+                       description="Sample k solutions per problem, grade each against the gold answer, and write "
+                                   "a right one (chosen) against a wrong one (rejected) for every problem with both "
+                                   "outcomes: the input of stage dpo and stage reward.")
+    p.add_argument("--model", required=True, help="catalogue name, Hub id, local model dir or adapter dir")
+    p.add_argument("--data", required=True, help="built dataset dir (its train split) or a JSONL/JSON/CSV/Parquet file")
+    p.add_argument("-o", "--output", required=True, help="pairs JSONL to write")
+    p.add_argument("-k", type=int, default=4, help="samples per problem (default 4)")
+    p.add_argument("--max-new-tokens", type=int, default=512)
+    p.add_argument("--temperature", type=float, default=0.8)
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--prompt", default="chat-boxed", help="prompt style (default chat-boxed; cot for base models)")
+    p.add_argument("--system", help="system message for chat styles")
+    p.add_argument("--limit", type=int, help="use the first N problems")
+    p.add_argument("--pairs-per-problem", type=int, default=1, help="distinct (chosen, rejected) pairs per problem")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--backend", default="hf", choices=["hf", "vllm"], help="generation backend (vllm: GPU, faster)")
+    p.add_argument("--batch-size", type=int, default=64, help="generation batch size (hf)")
+    p.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
+    p.add_argument("--device", default="auto")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,6 +63,8 @@ def run(args: argparse.Namespace) -> int:
         return _build(args)
     if args.data_command == "show":
         return _show(args)
+    if args.data_command == "pairs":
+        return _pairs(args)
     return _sources()
 
 
@@ -111,6 +135,54 @@ def _show(args: argparse.Namespace) -> int:
             title = escape(f"{ex.id}  ({ex.source}, {ex.domain}, level {ex.difficulty})")
             console.print(Panel(body, title=title, expand=False))
     console.print(Markdown((directory / "card.md").read_text(encoding="utf-8")))
+    return 0
+
+
+def _pairs(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    from ..data import make_pairs, read_examples, read_split, write_pairs
+    from ..errors import MathtuneError
+    from ..generation import HFGenerator
+    from ..models import load_model, load_tokenizer
+    from ..prompts import get_style
+
+    get_style(args.prompt)  # a misspelt style fails before the model loads
+    source = Path(args.data).expanduser()
+    if not source.exists():
+        raise MathtuneError(f"data not found: {source}", "pass --data a built dataset dir or a JSONL/Parquet file")
+    examples = read_split(source, "train") if (source / "train.parquet").is_file() else read_examples(source)
+    if args.limit:
+        examples = examples[: args.limit]
+    if args.backend == "hf":
+        model, tokenizer = load_model(args.model, dtype=args.dtype, device=args.device)
+        generator = HFGenerator(model, tokenizer, batch_size=args.batch_size)
+    else:
+        from ..generation import get_generator
+
+        tokenizer = load_tokenizer(args.model)  # renders the chat prompts the backend then completes
+        generator = get_generator(args.backend, model=args.model, dtype=args.dtype)
+    console = Console(stderr=True)
+    with Progress(TextColumn("[bold]sampling"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=console, transient=True) as bar:
+        task = bar.add_task("", total=len(examples) * args.k)
+        result = make_pairs(examples, generator, tokenizer, k=args.k, max_new_tokens=args.max_new_tokens,
+                            temperature=args.temperature, top_p=args.top_p, style=args.prompt, system=args.system,
+                            seed=args.seed, pairs_per_problem=args.pairs_per_problem, model_name=args.model,
+                            on_complete=lambda *_: bar.advance(task))
+    generator.close()
+    if not result.records:
+        raise MathtuneError(f"no pairs made, nothing written: {result.summary()}",
+                            "raise -k or --temperature, or use problems nearer the model's level")
+    out = write_pairs(args.output, result.records)
+    Console().print(f"[green]wrote[/] {out}: {result.summary()}")
     return 0
 
 

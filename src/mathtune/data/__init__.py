@@ -8,8 +8,10 @@ Public API for other stages (import only these):
     extra = synth.generate(100, families=["arithmetic"], levels=[1, 2], seed=0)
     rows = read_examples("my.jsonl")            # any local file, the `file` source's layouts
     ordered = curriculum_order(train, random.Random(0), pacing="baby-steps")
+    pairs = read_pairs("pairs.jsonl")          # preference pairs (list[Pair]); make_pairs samples + grades
 
-CLI: `mathtune data build RECIPE [key=value ...]`, `mathtune data show DIR`.
+CLI: `mathtune data build RECIPE [key=value ...]`, `mathtune data show DIR`,
+`mathtune data pairs --model M --data SRC -o OUT.jsonl`.
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ from . import synth
 from .build import build_dataset, read_blocks, read_card, read_split
 from .dedup import Decontaminator
 from .mix import PACINGS, Pacing, curriculum_order, train_validation_split
+from .pairs import Pair, PairsResult, make_pairs, read_pairs, split_pairs, write_pairs
 from .recipe import CorpusSpec, DataRecipe, SourceSpec
 from .schema import Example
 from .sources import examples_from_rows, read_examples
 
-__all__ = ["PACINGS", "CorpusSpec", "DataRecipe", "Decontaminator", "Example", "Pacing", "SourceSpec", "build_dataset",
-           "curriculum_order", "examples_from_rows", "read_blocks", "read_card", "read_examples", "read_split",
-           "synth", "train_validation_split"]
+__all__ = ["PACINGS", "CorpusSpec", "DataRecipe", "Decontaminator", "Example", "Pacing", "Pair", "PairsResult",
+           "SourceSpec", "build_dataset", "curriculum_order", "examples_from_rows", "make_pairs", "read_blocks",
+           "read_card", "read_examples", "read_pairs", "read_split", "split_pairs", "synth", "train_validation_split",
+           "write_pairs"]

@@ -6,14 +6,17 @@
 
 The benchmark registry and its loaders are a shared part (`mathtune.benchmarks`, also read by
 decontamination). Submodules: fewshot (exemplars), run (the `mathtune eval` run), metrics,
-compare, report. Heavy imports (torch, transformers) happen only when a run starts.
+compare, report, diagnostics (`diagnose`, `doubt_count`: pure Python, also the GRPO `doubt`
+reward). Heavy imports (torch, transformers) happen only when a run starts.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["EvalConfig", "load_config", "run_eval"]
+from .diagnostics import diagnose, doubt_count
+
+__all__ = ["EvalConfig", "diagnose", "doubt_count", "load_config", "run_eval"]
 
 
 def __getattr__(name: str) -> Any:

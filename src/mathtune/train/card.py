@@ -13,10 +13,14 @@ from .recipe import TrainRecipe
 HYPER = ("learning_rate", "lr_scheduler_type", "warmup_steps", "weight_decay", "optim",
          "per_device_train_batch_size", "gradient_accumulation_steps", "num_train_epochs", "max_steps",
          "max_length", "packing", "padding_free", "bf16", "fp16", "gradient_checkpointing", "seed")
+STAGE_HYPER = {"dpo": ("beta", "loss_type", "loss_weights"), "reward": ("center_rewards_coefficient",)}
+TRAINERS = {"sft": "SFT", "cpt": "SFT", "grpo": "GRPO", "dpo": "DPO", "reward": "Reward"}
 
 
 def _data_line(recipe: TrainRecipe) -> str:
     d = recipe.data
+    if d.pairs is not None:
+        return f"preference pairs `{d.pairs}`"
     if d.synth is not None:
         return f"synthetic problems (mathtune.data.synth, n={d.synth.n}, seed={d.synth.seed})"
     if d.examples is not None:
@@ -50,19 +54,22 @@ def render_card(recipe: TrainRecipe, args: Any, metrics: dict[str, Any]) -> str:
         "",
         f"# {recipe.run_name()}",
         "",
-        f"Trained with mathtune (stage `{recipe.stage}`) on TRL's {'GRPO' if recipe.stage == 'grpo' else 'SFT'}Trainer.",
+        f"Trained with mathtune (stage `{recipe.stage}`) on TRL's {TRAINERS[recipe.stage]}Trainer.",
         "",
         f"- **Base model:** `{recipe.model.name}`",
         f"- **Data:** {_data_line(recipe)}; prompt style `{recipe.data.prompt}`"
         + {"sft": " (loss on the answer only)", "cpt": " (raw token blocks, every token in the loss)",
-           "grpo": f" (prompts only; rewards {recipe.rewards})"}[recipe.stage],
+           "grpo": f" (prompts only; rewards {recipe.rewards})",
+           "dpo": " (chosen vs rejected answers; reference: the model before training)",
+           "reward": " (a score head ranks chosen above rejected)"}[recipe.stage],
         f"- **Method:** {method}",
         "",
         "## Hyper-parameters",
         "",
         "| setting | value |",
         "|---|---|",
-        *[f"| {k} | {_value(recipe, args, k)} |" for k in HYPER if hasattr(args, k)],
+        *[f"| {k} | {_value(recipe, args, k)} |" for k in HYPER + STAGE_HYPER.get(recipe.stage, ())
+          if hasattr(args, k)],
         "",
         "## Results",
         "",

@@ -22,7 +22,7 @@ from ..config import Section, apply_overrides, load_recipe, validate
 from ..models import DEFAULT_MODEL
 
 Method = Literal["lora", "dora", "qlora", "full"]
-Stage = Literal["sft", "cpt", "grpo"]
+Stage = Literal["sft", "cpt", "grpo", "dpo", "reward"]
 
 
 class ModelSpec(Section):
@@ -57,9 +57,13 @@ class SynthSpec(Section):
 class DataSpec(Section):
     """Exactly one of: `path` (built dataset dir with train/validation.parquet, a CPT corpus dir
     with blocks.parquet, a .jsonl/.parquet file, or a directory of .txt/.tex/.md for CPT),
-    `recipe` (a data recipe, built into the run dir), `examples` (inline) or `synth`."""
+    `recipe` (a data recipe, built into the run dir), `examples` (inline) or `synth`; for the
+    preference stages (dpo, reward), `pairs`."""
 
     path: str | None = None
+    pairs: str | None = Field(
+        default=None, description="stage dpo/reward: preference pairs JSONL (`mathtune data pairs`, or "
+                                  "prompt/chosen/rejected lines; mathtune.data.pairs)")
     recipe: str | dict[str, Any] | None = Field(
         default=None, description="data recipe: a YAML path (recipes/data/...) or the recipe inline")
     recipe_overrides: list[str] = Field(default_factory=list)
@@ -82,7 +86,7 @@ class DataSpec(Section):
 
     @model_validator(mode="after")
     def _one_source(self) -> DataSpec:
-        given = [k for k in ("path", "recipe", "examples", "synth") if getattr(self, k) is not None]
+        given = [k for k in ("path", "recipe", "examples", "synth", "pairs") if getattr(self, k) is not None]
         if len(given) > 1:
             raise ValueError(f"give one data source, not {' and '.join(given)}")
         return self
@@ -137,7 +141,8 @@ class TrainRecipe(Section):
     data: DataSpec = DataSpec()
     run: RunSpec = RunSpec()
     trainer: dict[str, Any] = Field(default_factory=dict, description="trl.SFTConfig settings, passed through "
-                                                                      "(trl.GRPOConfig for stage grpo)")
+                                                                      "(trl.GRPOConfig for stage grpo, DPOConfig "
+                                                                      "for dpo, RewardConfig for reward)")
     rewards: dict[str, Any] = Field(default_factory=dict, description="stage grpo: reward name -> weight, or "
                                                                       "{weight, options} (mathtune.train.rewards)")
     grpo: GRPOSpec = GRPOSpec()
@@ -146,6 +151,16 @@ class TrainRecipe(Section):
     def _rewards_for_grpo(self) -> TrainRecipe:
         if self.rewards and self.stage != "grpo":
             raise ValueError(f"rewards are for stage grpo, not stage {self.stage}")
+        return self
+
+    @model_validator(mode="after")
+    def _pairs_for_preferences(self) -> TrainRecipe:
+        preference = self.stage in ("dpo", "reward")
+        if preference and self.data.pairs is None:
+            raise ValueError(f"stage {self.stage} trains on preference pairs: set data.pairs to a pairs JSONL "
+                             "(make one with `mathtune data pairs`)")
+        if not preference and self.data.pairs is not None:
+            raise ValueError(f"data.pairs is for stages dpo and reward, not stage {self.stage}")
         return self
 
     @classmethod

@@ -18,6 +18,16 @@ arrive as keyword arguments). A recipe names them with weights:
   (one non-empty `\\boxed{}`; one `#### ` line for gsm8k; an extractable answer otherwise).
 - `length`: DAPO's soft over-length penalty (arXiv 2503.14476, eq. 13): 0 up to `budget`
   completion tokens, falling linearly to -1 at `trainer.max_completion_length`.
+- `doubt`: a penalty for circling instead of solving, on eval's reasoning diagnostics
+  (`mathtune.eval.diagnose`): 0 for a clean answer, falling linearly to -1 as self-doubt
+  markers ("Wait, no", "Hmm", "Actually,", "Let me re-check", ...) go past `free` (default 2:
+  one or two self-corrections are healthy) up to `limit` (default 8), and -1 for a looping
+  answer (a repeated tail) or by the share of repeated 15-word n-grams (`repetition: false`
+  turns that part off). The worse of the two counts.
+- `reward_model`: the score of a reward model trained by `stage: reward` (option `path`: its run
+  dir or adapter dir; `batch_size`), loaded once, on first use, on the training device. Scores
+  are Bradley-Terry logits kept near 0 by `center_rewards_coefficient`; weigh it against
+  `correctness`, e.g. `rewards: {correctness: 1.0, reward_model: {weight: 0.2, path: runs/train/rm}}`.
 - controls, for attribution (a gain means nothing without its control): `random`, 1.0 with
   probability `p`, seeded and stateless (the same completion at the same step always draws the
   same value, from any thread and after a resume), as in "Spurious Rewards" (Shao et al. 2025);
@@ -36,6 +46,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..errors import MathtuneError, unknown_name_error
+from ..eval import diagnose
 from ..grading import extract_answer
 from ..grading import rewards as grade_rewards
 from ..grading.reward import completion_text
@@ -132,6 +143,45 @@ class RandomReward:
         return out
 
 
+class Doubt:
+    """Penalty for doubt loops and repetition: 0 clean, down to -1 (see the module docstring)."""
+
+    __name__ = "doubt"
+
+    def __init__(self, free: int = 2, limit: int = 8, repetition: bool = True) -> None:
+        if not 0 <= int(free) < int(limit):
+            raise MathtuneError(f"doubt reward: free={free} must be >= 0 and below limit={limit}",
+                                "e.g. rewards: {doubt: {weight: 0.2, free: 2, limit: 8}}")
+        self.free, self.limit, self.repetition = int(free), int(limit), bool(repetition)
+
+    def penalty(self, text: str) -> float:
+        d = diagnose(text, False, "ok")
+        doubt = min(1.0, max(0, d["doubt_markers"] - self.free) / (self.limit - self.free))
+        looping = 1.0 if d["tail_loop_words"] else float(d["repeated_fraction"])
+        return 0.0 - max(doubt, looping if self.repetition else 0.0)  # 0.0, not -0.0, when clean
+
+    def __call__(self, completions: Sequence[Any], **_: Any) -> list[float | None]:
+        return [self.penalty(completion_text(c)) for c in completions]
+
+
+class RewardModelReward:
+    """A trained reward model's score of (prompt, completion) (`stage: reward`)."""
+
+    __name__ = "reward_model"
+
+    def __init__(self, path: str, batch_size: int = 8) -> None:
+        from .reward_model import RewardModelScorer, reward_model_dir
+
+        reward_model_dir(path)  # a wrong path fails now, not at the first step
+        self.scorer = RewardModelScorer(path, batch_size=batch_size)
+
+    def __call__(self, completions: Sequence[Any], prompts: Sequence[Any] | None = None,
+                 **_: Any) -> list[float | None]:
+        if prompts is None:
+            raise MathtuneError("the reward_model reward needs the prompts", "TRL's GRPOTrainer passes them")
+        return list(self.scorer.score(list(prompts), list(completions)))
+
+
 # name -> (factory(style, max_completion_length, seed, **options), option names)
 REWARDS: dict[str, tuple[Callable[..., RewardFunc], tuple[str, ...]]] = {
     "correctness": (lambda style, n, seed, **o: Correctness(**o), ("timeout", "budget")),
@@ -139,7 +189,10 @@ REWARDS: dict[str, tuple[Callable[..., RewardFunc], tuple[str, ...]]] = {
     "length": (lambda style, n, seed, **o: Length(n, **o), ("budget",)),
     "random": (lambda style, n, default_seed, **o: RandomReward(o.pop("seed", default_seed), **o), ("seed", "p")),
     "format_only": (lambda style, n, seed, **o: FormatOnly(style), ()),
+    "doubt": (lambda style, n, seed, **o: Doubt(**o), ("free", "limit", "repetition")),
+    "reward_model": (lambda style, n, seed, **o: RewardModelReward(**o), ("path", "batch_size")),
 }
+REQUIRED: dict[str, tuple[str, ...]] = {"reward_model": ("path",)}  # options a reward cannot do without
 
 
 def _weight_and_options(name: str, value: Any, allowed: tuple[str, ...]) -> tuple[float, dict[str, Any]]:
@@ -162,7 +215,11 @@ def check_rewards(spec: dict[str, Any]) -> None:
     for name, value in spec.items():
         if name not in REWARDS:
             raise unknown_name_error("reward", name, REWARDS)
-        _weight_and_options(name, value, REWARDS[name][1])
+        _, options = _weight_and_options(name, value, REWARDS[name][1])
+        for key in REQUIRED.get(name, ()):
+            if key not in options:
+                raise MathtuneError(f"reward {name!r} needs option {key!r}",
+                                    f"e.g. rewards: {{{name}: {{weight: 0.2, {key}: runs/train/<reward run>}}}}")
     controls = [n for n in spec if n in CONTROLS]
     if controls and "correctness" in spec:
         raise MathtuneError(f"control reward {controls[0]!r} mixed with 'correctness'",

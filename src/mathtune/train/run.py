@@ -1,4 +1,5 @@
-"""`train(recipe)`: load -> build -> run -> save, for the sft, cpt and grpo (train/grpo.py) stages.
+"""`train(recipe)`: load -> build -> run -> save, for the sft, cpt, grpo (train/grpo.py), dpo
+(train/dpo.py) and reward (train/reward_model.py) stages.
 
     from mathtune.train import train
     result = train("recipes/smollm2-135m_lora_synth.yaml", ["trainer.max_steps=10"])
@@ -97,7 +98,10 @@ def train(recipe: TrainRecipe | dict[str, Any] | str | os.PathLike, overrides: l
 
 
 def _load(recipe: TrainRecipe) -> tuple[Any, Any, str, Any, int]:
-    from .peft_setup import load_base
+    if recipe.stage == "reward":  # a sequence classifier with one output, not a causal LM
+        from .reward_model import load_base
+    else:
+        from .peft_setup import load_base
 
     model, tokenizer, device, dtype = load_base(recipe.model, recipe.method)
     n_params = sum(p.numel() for p in model.parameters())
@@ -113,6 +117,11 @@ def _datasets(recipe: TrainRecipe, tokenizer: Any, run_dir: Path) -> tuple[Any, 
         from .grpo import grpo_datasets
 
         return grpo_datasets(recipe, tokenizer, run_dir)
+    if recipe.stage in ("dpo", "reward"):
+        from .dpo import dpo_datasets, pair_datasets
+
+        # dpo: answers end with the chat template's end-of-turn; reward: TRL's EOS, as the scorer adds it
+        return dpo_datasets(recipe, tokenizer) if recipe.stage == "dpo" else pair_datasets(recipe, tokenizer, None)
     data = load_data(recipe.data, recipe.stage, run_dir, tokenizer)
     if recipe.stage == "cpt":
         return cpt_dataset(data.train), (cpt_dataset(data.validation) if data.validation else None), False
@@ -126,9 +135,15 @@ def _datasets(recipe: TrainRecipe, tokenizer: Any, run_dir: Path) -> tuple[Any, 
 def _apply_method(model: Any, recipe: TrainRecipe) -> Any:
     from .peft_setup import peft_config, prepare_full
 
+    if recipe.stage == "reward":
+        from .reward_model import apply_method
+
+        return apply_method(model, recipe.method)
     cfg = peft_config(model, recipe.method)
     if cfg is None:
         return prepare_full(model)
+    if recipe.stage == "dpo":  # DPOTrainer wraps it (dpo.build): the adapter disabled is the reference
+        return model
     from peft import get_peft_model
 
     return get_peft_model(model, cfg)
@@ -146,6 +161,11 @@ def _build(recipe: TrainRecipe, model: Any, tokenizer: Any, train_ds: Any, eval_
         from . import grpo
 
         return grpo.build(recipe, model, tokenizer, train_ds, run_dir, device, dtype, extra, curriculum)
+    if recipe.stage in ("dpo", "reward"):
+        from . import dpo, reward_model
+
+        stage = dpo if recipe.stage == "dpo" else reward_model
+        return stage.build(recipe, model, tokenizer, train_ds, eval_ds, run_dir, device, dtype, extra)
     config = make_config(trainer_settings(recipe, run_dir, device, dtype, model.config, eval_ds is not None,
                                           curriculum))
     nan_guard = NanGuardCallback()
@@ -316,6 +336,15 @@ def _check_early(recipe: TrainRecipe) -> None:
 
         check_grpo_keys(recipe.trainer)
         check_rewards(recipe.rewards)
+    elif recipe.stage == "dpo":
+        from .dpo import check_dpo_keys
+
+        check_dpo_keys(recipe.trainer)
+    elif recipe.stage == "reward":
+        from .reward_model import check_method, check_reward_keys
+
+        check_reward_keys(recipe.trainer)
+        check_method(recipe)
     else:
         check_trainer_keys(recipe.trainer)
     get_style(recipe.data.prompt)
@@ -332,6 +361,10 @@ def check(recipe: TrainRecipe) -> None:
         from .grpo import check as check_grpo
 
         check_grpo(recipe)
+    elif recipe.stage in ("dpo", "reward"):
+        from . import dpo, reward_model
+
+        (dpo if recipe.stage == "dpo" else reward_model).check(recipe)
     else:
         make_config({**recipe.trainer, "output_dir": str(recipe.output_dir()), "use_cpu": True, "bf16": False})
     if isinstance(recipe.data.recipe, dict):
