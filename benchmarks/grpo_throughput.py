@@ -5,8 +5,8 @@
 
 Same model (SmolLM2-135M-Instruct via mathtune.models.load_model, in the dtype the product picks
 on this CPU), LoRA r=16/alpha=32/dropout 0.05 on all linear layers, the same prompts (synthetic
-problems, levels 1-2, rendered with the `chat-boxed` prompt style), 2 prompts x 4 completions
-per step, the same completion length cap, temperature 1.0 and the same rewards (mathtune's
+problems, levels 1-2, rendered with the `chat-boxed` prompt style), 2 prompts x 8 completions
+per step (`--prompts`, `--group`), the same completion length cap, temperature 1.0 and the same rewards (mathtune's
 `correctness` 1.0 + `format` 0.1). Arms, each in its own subprocess (its RSS high-water mark is
 its own):
 
@@ -16,6 +16,7 @@ its own):
             rollout_func over a plain copy of the model with the adapter merged in per step
   live      the same rollout on the training model itself (grpo.policy: live: LoRA forward, no copy)
   mt-trl    mathtune's recipe with grpo.rollout: trl (attribution: what the rollout alone buys)
+  mt-gc     mathtune with trainer.gradient_checkpointing: true (memory vs time)
 
 Measured per arm: seconds per step (median over the steps after the first, which is warm-up),
 completion tokens generated per second (the arms sample different completions, so this is the
@@ -39,7 +40,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 MODEL = os.environ.get("BENCH_MODEL", "smollm2-135m-instruct")
 LORA = {"r": 16, "alpha": 32, "dropout": 0.05}
-PROMPTS, GROUP = 2, 4
+PROMPTS, GROUP = 2, 8  # per step; 8 completions per prompt is TRL's default num_generations
 
 
 def step_meter():
@@ -69,7 +70,7 @@ def examples(n: int) -> list[dict]:
             for e in synth.generate(n, levels=[1, 2], seed=0)]
 
 
-def run_mathtune(steps: int, length: int, out: Path, meter, **grpo) -> None:
+def run_mathtune(steps: int, length: int, out: Path, meter, trainer: dict | None = None, **grpo) -> None:
     from mathtune.train import train
 
     train({"stage": "grpo", "model": {"name": MODEL},
@@ -79,7 +80,7 @@ def run_mathtune(steps: int, length: int, out: Path, meter, **grpo) -> None:
            "rewards": {"correctness": 1.0, "format": 0.1}, "grpo": grpo,
            "trainer": {"max_steps": steps, "per_device_train_batch_size": PROMPTS * GROUP,
                        "num_generations": GROUP, "max_completion_length": length, "temperature": 1.0,
-                       "learning_rate": 2e-5, "save_strategy": "no"}},
+                       "learning_rate": 2e-5, "save_strategy": "no", **(trainer or {})}},
           callbacks=[meter])
 
 
@@ -122,6 +123,8 @@ def child(arm: str, steps: int, length: int, out: str) -> None:
         run_mathtune(steps, length, work, meter, policy="live")
     elif arm == "mt-trl":
         run_mathtune(steps, length, work, meter, rollout="trl")
+    elif arm == "mt-gc":
+        run_mathtune(steps, length, work, meter, trainer={"gradient_checkpointing": True})
     else:
         raise SystemExit(f"unknown arm {arm!r}")
     times = meter.times[1:] if len(meter.times) > 1 else meter.times
@@ -136,13 +139,17 @@ def child(arm: str, steps: int, length: int, out: str) -> None:
 
 
 def main() -> None:
+    global PROMPTS, GROUP
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=4)
     ap.add_argument("--length", type=int, default=128, help="max_completion_length")
     ap.add_argument("--arms", default="trl,mathtune,live")
+    ap.add_argument("--prompts", type=int, default=PROMPTS, help="prompts per step")
+    ap.add_argument("--group", type=int, default=GROUP, help="completions per prompt (num_generations)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    PROMPTS, GROUP = args.prompts, args.group
     if args.child:
         child(args.child, args.steps, args.length, args.out)
         return
@@ -159,7 +166,8 @@ def main() -> None:
             out = f.name
         t = time.perf_counter()
         proc = subprocess.run([sys.executable, __file__, "--child", arm, "--steps", str(args.steps),
-                               "--length", str(args.length), "--out", out], capture_output=True, text=True)
+                               "--length", str(args.length), "--prompts", str(PROMPTS), "--group", str(GROUP),
+                               "--out", out], capture_output=True, text=True)
         if proc.returncode:
             print(f"{arm}: failed\n{proc.stderr[-3000:]}", flush=True)
             continue

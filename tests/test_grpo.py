@@ -77,6 +77,20 @@ def test_grpo_trains_lora_only_and_logs_reward_metrics(tiny_model_dir, tmp_path,
     assert "on TRL's GRPOTrainer" in (res.run_dir / "README.md").read_text()
     cfg = TrainRecipe.load(res.run_dir / "config.yaml")
     assert cfg.stage == "grpo" and cfg.rewards == {"random": 1.0, "format_only": 0.5}
+    # sampled completions with what the grader extracted, one file per step, shown by the report
+    from mathtune.eval.metrics import load_run
+    from mathtune.eval.report import build_report
+    from mathtune.files import read_jsonl
+
+    logged = sorted((res.run_dir / "completions").glob("step-*.jsonl"))
+    assert [p.name for p in logged] == ["step-000000.jsonl", "step-000001.jsonl", "step-000002.jsonl"]
+    got = [r for _, r, _ in read_jsonl(logged[-1])]
+    assert len(got) == 4 and all("extracted" in r and r["gold"] and set(r["reward"]) == {"random"} for r in got)
+    html = build_report([load_run(Path(__file__).parent / "data" / "runs" / "base")], train_runs=[res.run_dir])
+    assert "<h2>Training runs</h2>" in html and "sampled completions at step 2" in html
+    assert html.count('alt="RL curves"') == 1 and 'alt="reward functions"' in html
+    with pytest.raises(MathtuneError, match="is not a training run"):
+        build_report([load_run(Path(__file__).parent / "data" / "runs" / "base")], train_runs=[tmp_path])
 
 
 def test_interrupted_run_resumes_to_the_same_reward_curve(tiny_model_dir, tmp_path):
@@ -196,21 +210,27 @@ def test_rollout_logprobs_equal_the_trainers_recomputed_logprobs(movable_model_d
     )
     from mathtune.train.peft_setup import load_base, peft_config
 
-    r = TrainRecipe.from_dict(recipe(movable_model_dir, tmp_path, dtype, max_completion_length=12, temperature=0.9)
-                              | {"grpo": {"policy": policy}})
+    r = TrainRecipe.from_dict(recipe(movable_model_dir, tmp_path, dtype, max_completion_length=12, temperature=0.9,
+                                     max_steps=1, save_strategy="no") | {"grpo": {"policy": policy}})
     model, tok, device, dt = load_base(r.model, r.method)
     model = get_peft_model(model, peft_config(model, r.method))
     ds = grpo_dataset([SimpleNamespace(**e) for e in examples()], tok, get_style("chat-boxed"), None)
     config = make_grpo_config({**grpo_settings(r, tmp_path, device, dt, model.config), "reward_weights": [1.0]})
     rollout = make_rollout(r, config, tok)
     trainer = build_grpo_trainer(model, tok, config, ds, [lower_half], [], rollout=rollout)
+    trainer.train()  # one step: the model is now wrapped by accelerate as in a real run
     prompts = [p for p in ds["prompt"][:2] for _ in range(4)]
+    lora_calls = []
+    q = next(m for n, m in model.named_modules() if n.endswith("q_proj") and hasattr(m, "lora_A"))
+    q.register_forward_hook(lambda *a: lora_calls.append(1))
     # bf16: the cached batched decode and the trainer's full forward round differently; once the
     # perturbed policy's logits reach ~100, single tokens move by ~1.5 nats (live and merged alike,
     # measured 1.5-1.7 worst, 0.10-0.14 mean), still far from a stale policy's ~9 nats mean
     tol = (1e-4, 1e-5) if dtype == "fp32" else (3.0, 0.25)
     for _ in range(2):
+        before = len(lora_calls)
         out = rollout(prompts, trainer)
+        rollout_calls = len(lora_calls) - before
         assert len(out["completion_ids"]) == len(prompts) == len(out["prompt_ids"])
         assert out["prompt_ids"] == tok(text=prompts)["input_ids"]  # tokenized as TRL tokenizes text prompts
         worst, mean = gaps(out["logprobs"], trainer_logprobs(trainer, out))
@@ -224,6 +244,7 @@ def test_rollout_logprobs_equal_the_trainers_recomputed_logprobs(movable_model_d
         stale = trainer_logprobs(trainer, out)
     assert gaps(out["logprobs"], stale)[1] > 10 * tol[1]  # the check can tell a stale policy
     assert (rollout._shadow is not None) == (policy == "merged")
+    assert bool(rollout_calls) == (policy == "live")  # merged: the plain copy generates, not the LoRA forward
     assert model.training  # the trainer's mode came back after the rollout
 
 
@@ -434,3 +455,29 @@ def test_kill_9_mid_run_then_the_same_command_ends_with_the_uninterrupted_curve(
     assert resumed.resumed_from and resumed.resumed_from.endswith("checkpoint-2")
     assert len(curve(whole.run_dir)) == 4 and len(set(curve(whole.run_dir))) > 1
     assert curve(resumed.run_dir) == pytest.approx(curve(whole.run_dir))
+
+
+def test_grpo_continues_an_sft_adapter(tiny_model_dir, tmp_path):
+    """model.name = the SFT run's adapter: GRPO trains that adapter on (it starts from the SFT
+    weights, not from a fresh zero-initialised LoRA) and the result still names the real base."""
+    import json
+
+    from safetensors.torch import load_file
+
+    sft = train({"stage": "sft", "model": {"name": str(tiny_model_dir), "dtype": "fp32"},
+                 "method": {"kind": "lora", "r": 4, "dropout": 0.0},
+                 "data": {"examples": examples(), "prompt": "chat-boxed", "validation": 0},
+                 "run": {"output_dir": str(tmp_path / "sft"), "progress": "none", "plot": False},
+                 "trainer": {"max_steps": 2, "learning_rate": 1e-2, "per_device_train_batch_size": 4}})
+    start = load_file(sft.adapter_dir / "adapter_model.safetensors")
+    assert any(("lora_B" in k) and v.abs().sum() > 0 for k, v in start.items())
+    snap = Snapshot()
+    r = recipe(sft.adapter_dir, tmp_path / "grpo", max_steps=2)
+    r["method"] = {"kind": "lora"}  # the adapter's own r=4 is used
+    res = train(r, callbacks=[snap])
+    before = {k.replace(".default", ""): v for k, v in snap.before.items() if "lora_B" in k}
+    assert before and all(any(torch.equal(v, w) for w in start.values()) for v in before.values())
+    cfg = json.loads((res.adapter_dir / "adapter_config.json").read_text())
+    assert cfg["r"] == 4 and Path(cfg["base_model_name_or_path"]) == Path(tiny_model_dir)
+    with pytest.raises(MathtuneError, match=r"method.r=8 \(the adapter has 4\)"):
+        train(recipe(sft.adapter_dir, tmp_path / "grpo2", max_steps=1) | {"method": {"kind": "lora", "r": 8}})

@@ -7,6 +7,13 @@ pull SmolLM2-135M-Instruct -> build a synthetic training set and a disjoint held
 -> evaluate the base model -> LoRA SFT -> evaluate the tuned model -> paired comparison
 (McNemar) -> HTML report. Each step reuses what an interrupted earlier run finished
 (eval resumes per problem, training from its last checkpoint), so re-running continues.
+
+    mathtune demo --rl               # then GRPO from the SFT adapter, and its random-reward control
+
+`--rl` continues the SFT adapter with GRPO (the grader's correctness + format reward, problems
+kept by pass-rate filtering, mathtune's rollout) and, with the same budget, a control run whose
+reward is random; both are evaluated on the held-out set and compared with the SFT model, and
+the report shows both reward curves.
 """
 
 from __future__ import annotations
@@ -33,12 +40,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, default=1e-3, help="LoRA learning rate")
     p.add_argument("--max-new-tokens", type=int, default=96)
     p.add_argument("--seed", type=int, default=0)
+    rl = p.add_argument_group("RL (--rl): GRPO from the SFT adapter, and its random-reward control")
+    rl.add_argument("--rl", action="store_true",
+                    help="after SFT: GRPO (grader reward) and a random-reward control with the same budget, "
+                         "each evaluated on the held-out set against the SFT model")
+    rl.add_argument("--rl-steps", type=int, default=30, help="GRPO steps per run (default 30)")
+    rl.add_argument("--rl-prompts", type=int, default=2, help="problems per GRPO step (default 2)")
+    rl.add_argument("--rl-group", type=int, default=8, help="completions per problem (default 8)")
+    rl.add_argument("--rl-lr", type=float, default=2e-4, help="GRPO learning rate (default 2e-4)")
+    rl.add_argument("--rl-pass-k", type=int, default=4,
+                    help="samples per problem for pass-rate filtering before GRPO (0: no filtering)")
+    rl.add_argument("--rl-pool", type=int, default=96, help="training problems the pass-rate filter looks at")
 
 
-def _step(n: int, text: str) -> None:
+def _step(n: int, text: str, total: int = 6) -> None:
     from rich.console import Console
 
-    Console(stderr=True).rule(f"[bold]step {n}/6[/]: {text}")
+    Console(stderr=True).rule(f"[bold]step {n}/{total}[/]: {text}")
 
 
 def _write_sets(out: Path, args: argparse.Namespace) -> tuple[Path, Path]:
@@ -92,6 +110,61 @@ def _train(model: str, train_path: Path, out_dir: Path, args: argparse.Namespace
     return result.adapter_dir
 
 
+def _grpo(adapter: Path, train_path: Path, out_dir: Path, args: argparse.Namespace,
+          rewards: dict[str, Any]) -> Path:
+    """GRPO continuing the SFT adapter (stage grpo, mathtune's rollout) on the training problems."""
+    from ..train import TrainRecipe, train
+
+    grpo: dict[str, Any] = {}
+    if args.rl_pass_k:
+        grpo["pass_rate"] = {"k": args.rl_pass_k, "low": 0.25, "high": 0.75}
+    recipe = TrainRecipe.from_dict({
+        "stage": "grpo", "name": out_dir.name, "seed": args.seed,
+        "model": {"name": str(adapter)},
+        "method": {"kind": "lora"},
+        "data": {"path": str(train_path), "prompt": "chat-boxed", "validation": 0, "limit": args.rl_pool},
+        "run": {"output_dir": str(out_dir), "progress": "rich"},
+        "rewards": rewards, "grpo": grpo,
+        "trainer": {
+            "max_steps": args.rl_steps, "learning_rate": args.rl_lr, "lr_scheduler_type": "constant",
+            "per_device_train_batch_size": args.rl_prompts * args.rl_group, "num_generations": args.rl_group,
+            "max_completion_length": args.max_new_tokens, "temperature": 1.0,
+            "save_steps": max(1, args.rl_steps // 3), "save_total_limit": 1,
+        },
+    })
+    result = train(recipe)
+    if result.adapter_dir is None:
+        raise RuntimeError("GRPO returned no adapter directory")
+    print(f"  adapter -> {result.adapter_dir}")
+    return result.adapter_dir
+
+
+def _rl(out: Path, adapter: Path, train_path: Path, test_path: Path, args: argparse.Namespace,
+        times: dict[str, float]) -> dict[str, Any]:
+    """Steps 7-9 of `demo --rl`: GRPO with the grader's reward, the random-reward control with the
+    same budget, both evaluated on the held-out set and compared with the SFT model."""
+    from ..eval.compare import compare_runs
+    from ..eval.metrics import load_run
+    from .compare import print_comparison
+
+    arms = {"grpo": {"correctness": 1.0, "format": 0.1}, "grpo-random": {"random": 1.0}}
+    results: dict[str, Any] = {}
+    sft = load_run(out / "eval-tuned")
+    for i, (name, rewards) in enumerate(arms.items()):
+        s = time.time()
+        what = "the grader's reward (correctness + format)" if name == "grpo" else "the control: a random reward"
+        _step(7 + i, f"GRPO from the SFT adapter with {what}", 9)
+        tuned = _grpo(adapter, train_path, out / name, args, rewards)
+        _evaluate(str(tuned), test_path, out / f"eval-{name}", args)
+        times[name] = round(time.time() - s, 1)
+        cmp = compare_runs(sft, load_run(out / f"eval-{name}"))
+        print_comparison(cmp, show=3)
+        results[name] = {"rewards": rewards, "accuracy": cmp["accuracy_b"]["value"], "delta_vs_sft": cmp["delta"],
+                         "delta_ci95": cmp["delta_ci95"], "mcnemar_p": cmp["mcnemar_p"], "fixed": cmp["fixed"],
+                         "broken": cmp["broken"]}
+    return results
+
+
 def run(args: argparse.Namespace) -> int:
     from ..eval.compare import compare_runs
     from ..eval.metrics import load_run
@@ -126,12 +199,18 @@ def run(args: argparse.Namespace) -> int:
     _step(5, "evaluate the tuned model on the same held-out set")
     _evaluate(str(adapter), test_path, out / "eval-tuned", args)
     lap("eval_tuned", s)
-    _step(6, "compare and report")
+    _step(6, "compare and report", 9 if args.rl else 6)
     base, tuned = load_run(out / "eval-base"), load_run(out / "eval-tuned")
     cmp = compare_runs(base, tuned)
     atomic_write_json(out / "compare.json", cmp)
     print_comparison(cmp, show=5)
-    report = write_report([base, tuned], out / "report.html", title=f"mathtune demo: {args.model} + LoRA SFT")
+    rl = _rl(out, adapter, train_path, test_path, args, times) if args.rl else None
+    runs, title = [base, tuned], f"mathtune demo: {args.model} + LoRA SFT"
+    if rl:
+        runs += [load_run(out / f"eval-{name}") for name in rl]
+        title += " + GRPO (and its random-reward control)"
+    report = write_report(runs, out / "report.html", title=title,
+                          train_runs=[out / name for name in rl] if rl else [])
     times["total"] = round(time.time() - t0, 1)
     summary = {
         "model": args.model, "base_accuracy": cmp["accuracy_a"]["value"], "tuned_accuracy": cmp["accuracy_b"]["value"],
@@ -139,10 +218,16 @@ def run(args: argparse.Namespace) -> int:
         "fixed": cmp["fixed"], "broken": cmp["broken"], "n": cmp["shared"], "seconds": times,
         "report": str(report),
     }
+    if rl:
+        summary["rl"] = rl
     atomic_write_json(out / "summary.json", summary)
     verdict = "significant" if cmp["mcnemar_p"] < 0.05 else "NOT significant"
     print(f"\nheld-out accuracy {summary['base_accuracy']:.1%} -> {summary['tuned_accuracy']:.1%} "
           f"({cmp['delta']:+.1%}, McNemar p = {cmp['mcnemar_p']:.2g}, {verdict}) in {times['total'] / 60:.1f} min")
+    for name, r in (rl or {}).items():
+        verdict_rl = "significant" if r["mcnemar_p"] < 0.05 else "not significant"
+        print(f"{name} vs SFT: {summary['tuned_accuracy']:.1%} -> {r['accuracy']:.1%} ({r['delta_vs_sft']:+.1%}, "
+              f"McNemar p = {r['mcnemar_p']:.2g}, {verdict_rl})")
     print(f"stage times (s): {json.dumps(times)}")
     print(f"report: {report.resolve()}")
     return 0

@@ -18,6 +18,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("runs", nargs="+", metavar="RUN", help="eval run directories; with 2+, the first is compared with the last")
     p.add_argument("-o", "--output", metavar="FILE", help="output HTML file (default: report.html in the last run directory)")
     p.add_argument("--title", default="mathtune evaluation report", help="report title")
+    p.add_argument("--train", action="append", default=[], metavar="RUN",
+                   help="a training run directory whose curves to show (RL: reward, signal, length); repeatable")
     p.add_argument("--examples", type=int, default=5, metavar="N",
                    help="fixed and broken example solutions shown side by side (default: 5 each)")
 
@@ -33,6 +35,6 @@ def run(args: argparse.Namespace) -> int:
     for run_ in runs:
         for w in run_.warnings:
             print(f"warning: {w}")
-    path = write_report(runs, args.output, title=args.title, examples=max(0, args.examples))
+    path = write_report(runs, args.output, title=args.title, examples=max(0, args.examples), train_runs=args.train)
     print(f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB; open it in any browser, works offline)")
     return 0

@@ -5,6 +5,8 @@ base64 data URIs, and nothing references an external resource. Sections: summary
 accuracy with 95% intervals, per-subject / per-level accuracy, response lengths, reasoning
 diagnostics and, with two or more runs, the paired comparison of the first run against the last
 with example solutions side by side (fixed and broken problems, in collapsible <details>).
+Training runs given with `--train RUN` add their curves: for RL runs the reward, its parts per
+reward function, the within-group std, the share of zero-signal groups and the completion length.
 
 Try it:  mathtune report tests/data/runs/base tests/data/runs/tuned -o /tmp/report.html
 """
@@ -344,6 +346,94 @@ def comparison_section(a: Run, b: Run, la: str, lb: str, examples: int = EXAMPLE
     return "".join(parts)
 
 
+# ----------------------------------------------------------------------------- training runs
+
+# (metrics.jsonl key, panel title) for RL runs; SFT/DPO runs show their loss
+RL_PANELS = [("reward", "reward (weighted sum)"), ("reward_std", "reward std within groups"),
+             ("frac_reward_zero_std", "share of groups with zero std (no signal)"),
+             ("completions/mean_length", "mean completion length (tokens)")]
+
+
+def read_train_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
+    """The logged rows of a training run (`metrics.jsonl`, written by mathtune train), one clear
+    error when the directory is not a training run."""
+    from ..errors import MathtuneError
+    from ..files import read_jsonl
+
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.is_file():
+        raise MathtuneError(f"{run_dir} is not a training run (no metrics.jsonl)",
+                            "pass a run directory written by `mathtune train` (e.g. runs/train/NAME)")
+    return [rec for _, rec, err in read_jsonl(path) if err is None and isinstance(rec, dict)]
+
+
+def _series(rows: list[dict[str, Any]], key: str) -> tuple[list[float], list[float]]:
+    pts = [(float(r["step"]), float(r[key])) for r in rows
+           if isinstance(r.get(key), int | float) and isinstance(r.get("step"), int | float)]
+    return [x for x, _ in pts], [y for _, y in pts]
+
+
+def training_chart(labels: list[str], runs: list[list[dict[str, Any]]], keys: list[tuple[str, str]]) -> str:
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.2), squeeze=False)
+    for ax, (key, title) in zip(axes[0], keys, strict=True):
+        for i, (label, rows) in enumerate(zip(labels, runs, strict=True)):
+            xs, ys = _series(rows, key)
+            if xs:
+                ax.plot(xs, ys, color=PALETTE[i % len(PALETTE)], linewidth=1.6, label=label, alpha=0.9)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("step")
+    axes[0][0].legend(fontsize=8, frameon=False)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def completions_table(label: str, run_dir: Path) -> str:
+    """The last logged step's sampled completions of an RL run (`completions/step-N.jsonl`)."""
+    from ..files import read_jsonl
+
+    steps = sorted((run_dir / "completions").glob("step-*.jsonl"))
+    if not steps:
+        return ""
+    rows = [r for _, r, err in read_jsonl(steps[-1]) if err is None and isinstance(r, dict)]
+    body = [[f"<pre>{_e(_cut(str(r.get('completion', ''))))}</pre>", _e(r.get("extracted")), _e(r.get("gold")),
+             _e(", ".join(f"{k} {v}" for k, v in (r.get("reward") or {}).items()))] for r in rows]
+    return (f"<h3>{_e(label)}: sampled completions at step {rows[0].get('step') if rows else '?'}</h3>"
+            + _table(["completion", "extracted", "gold", "reward"], body))
+
+
+def training_section(train_runs: list[tuple[str, list[dict[str, Any]]]], dirs: list[Path]) -> str:
+    """Curves of training runs side by side: reward, its per-function parts, signal and length for
+    RL runs (stage grpo), the loss otherwise, plus a table of the last logged values."""
+    labels = [la for la, _ in train_runs]
+    rows = [r for _, r in train_runs]
+    rl = any(any("reward" in x for x in r) for r in rows)
+    parts = ["<section><h2>Training runs</h2>"]
+    if rl:
+        parts.append(f'<img class=chart alt="RL curves" src="{training_chart(labels, rows, RL_PANELS)}">')
+        names = sorted({k[len("rewards/"):-len("/mean")] for r in rows for x in r for k in x
+                        if k.startswith("rewards/") and k.endswith("/mean")})
+        if names:
+            keys = [(f"rewards/{n}/mean", f"reward: {n}") for n in names]
+            parts.append(f'<img class=chart alt="reward functions" src="{training_chart(labels, rows, keys)}">')
+    else:
+        parts.append(f'<img class=chart alt="loss" src="{training_chart(labels, rows, [("loss", "training loss")])}">')
+    table = []
+    for label, r in train_runs:
+        last = {k: v for x in r for k, v in x.items()}  # the last value of every key
+        table.append([_e(label), str(int(last.get("step", 0))), *[
+            f"{last[k]:.3g}" if isinstance(last.get(k), int | float) else "–"
+            for k in ("reward", "reward_std", "frac_reward_zero_std", "loss")]])
+    parts.append(_table(["run", "steps", "last reward", "reward std", "zero-std groups", "loss"], table))
+    for label, run_dir in zip(labels, dirs, strict=True):
+        parts.append(completions_table(label, run_dir))
+    parts.append("<p class=note>Curves from each run's <code>metrics.jsonl</code> (one row per logged step). "
+                 "A gain means little without its control run (e.g. <code>rewards: {random: 1.0}</code>), "
+                 "trained with the same budget.</p></section>")
+    return "".join(parts)
+
+
 # ----------------------------------------------------------------------------- document
 
 
@@ -358,8 +448,10 @@ def _sections(runs: list[Run], labels: list[str], metrics: list[dict[str, Any]],
     return body
 
 
-def build_report(runs: list[Run], title: str = "mathtune evaluation report", examples: int = EXAMPLES) -> str:
-    """The report as one HTML string (see the module docstring)."""
+def build_report(runs: list[Run], title: str = "mathtune evaluation report", examples: int = EXAMPLES,
+                 train_runs: list[str | Path] = ()) -> str:
+    """The report as one HTML string (see the module docstring); `train_runs` are training run
+    directories whose curves are shown (RL runs: reward, signal, length)."""
     import matplotlib
 
     from .. import __version__
@@ -368,8 +460,15 @@ def build_report(runs: list[Run], title: str = "mathtune evaluation report", exa
     metrics = [r.full_metrics() for r in runs]
     run_list = "".join(f"<li><b>{_e(la)}</b>: <code>{_e(r.path)}</code></li>" for la, r in zip(labels, runs, strict=True))
     warnings = "".join(f"<p class=note>⚠ {_e(w)}</p>" for r in runs for w in r.warnings)
+    trained = [(Path(t).name, read_train_metrics(t)) for t in train_runs]
+    labels_t = [la for la, _ in trained]
+    if len(set(labels_t)) < len(labels_t):  # same leaf names: label by the parent too
+        trained = [(f"{Path(t).parent.name}/{Path(t).name}", rows) for t, (_, rows) in zip(train_runs, trained,
+                                                                                          strict=True)]
     with matplotlib.rc_context(CHART_STYLE):
         body = _sections(runs, labels, metrics, examples)
+        if trained:
+            body.append(training_section(trained, [Path(t) for t in train_runs]))
     header = (
         f"<header><h1>{_e(title)}</h1><div class=meta>generated {dt.datetime.now():%Y-%m-%d %H:%M} by "
         f"mathtune {_e(__version__)} · {len(runs)} run{'s' if len(runs) > 1 else ''}</div>"
@@ -382,7 +481,7 @@ def build_report(runs: list[Run], title: str = "mathtune evaluation report", exa
 
 
 def write_report(runs: list[Run], out: str | Path | None = None, title: str = "mathtune evaluation report",
-                 examples: int = EXAMPLES) -> Path:
+                 examples: int = EXAMPLES, train_runs: list[str | Path] = ()) -> Path:
     """Build the report and write it atomically (default: report.html in the last run's directory)."""
     path = Path(out) if out is not None else runs[-1].path / "report.html"
-    return atomic_write_text(path, build_report(runs, title, examples))
+    return atomic_write_text(path, build_report(runs, title, examples, train_runs))

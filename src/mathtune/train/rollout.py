@@ -104,6 +104,12 @@ class DecodeRollout:
         """A plain copy of the base model, without the adapters (their weights are merged in per rollout)."""
         base = model.get_base_model()
         shadow = copy.deepcopy(base)
+        for module in shadow.modules():
+            # a copy keeps instance-level wrappers the trainer put on the original (accelerate's
+            # mixed-precision `forward`, hooks for input grads): the shadow runs the class forwards
+            module.__dict__.pop("forward", None)
+            module._forward_hooks.clear()
+            module._forward_pre_hooks.clear()
         for p in shadow.parameters():
             p.requires_grad_(False)
         prefix = "base_model.model."

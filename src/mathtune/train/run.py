@@ -139,14 +139,36 @@ def _apply_method(model: Any, recipe: TrainRecipe) -> Any:
         from .reward_model import apply_method
 
         return apply_method(model, recipe.method)
+    from peft import PeftModel, get_peft_model
+
+    if isinstance(model, PeftModel) and recipe.stage in ("sft", "cpt", "grpo"):
+        return _continue_adapter(model, recipe)
     cfg = peft_config(model, recipe.method)
     if cfg is None:
         return prepare_full(model)
     if recipe.stage == "dpo":  # DPOTrainer wraps it (dpo.build): the adapter disabled is the reference
         return model
-    from peft import get_peft_model
-
     return get_peft_model(model, cfg)
+
+
+def _continue_adapter(model: Any, recipe: TrainRecipe) -> Any:
+    """`model.name` is an adapter directory (e.g. the SFT run's, for GRPO after SFT): training
+    continues that adapter, with its own rank, alpha, targets and dropout (saved beside it), so
+    method settings given explicitly must agree with it."""
+    cfg = model.peft_config[model.active_adapter]
+    method = recipe.method
+    kind = "dora" if getattr(cfg, "use_dora", False) else "lora"
+    given = method.model_fields_set
+    clash = [f"method.kind={method.kind} (the adapter is {kind})"] if "kind" in given and method.kind != kind else []
+    for key, value in (("r", cfg.r), ("alpha", cfg.lora_alpha), ("dropout", cfg.lora_dropout)):
+        if key in given and getattr(method, key) != value:
+            clash.append(f"method.{key}={getattr(method, key)} (the adapter has {value})")
+    if clash:
+        raise MathtuneError(f"model {recipe.model.name} is an adapter, and training continues it as it is: "
+                            + ", ".join(clash), "drop those method settings, or start from its base model")
+    print(f"mathtune: continuing adapter {recipe.model.name} ({kind}, r={cfg.r}, base "
+          f"{cfg.base_model_name_or_path})", flush=True)
+    return model
 
 
 def _build(recipe: TrainRecipe, model: Any, tokenizer: Any, train_ds: Any, eval_ds: Any, run_dir: Path,
