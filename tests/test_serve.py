@@ -240,15 +240,15 @@ def test_full_queue_answers_429(gen):
         release.wait(10)
 
     with TestClient(app) as c:
-        batcher.submit(Job(ids=gen._encode("x"), emit=stall, max_tokens=4))
+        batcher.submit(Job(ids=gen.encode("x"), emit=stall, max_tokens=4))
         assert blocked.wait(10)
-        filler = Job(ids=gen._encode("y"), emit=lambda e: None, max_tokens=2)
+        filler = Job(ids=gen.encode("y"), emit=lambda e: None, max_tokens=2)
         batcher.submit(filler)  # the queue (bound 1) is now full
         r = c.post("/v1/completions", json={"model": "tiny", "prompt": "z", "max_tokens": 2})
         release.set()
         assert r.status_code == 429 and r.json()["error"]["code"] == "queue_full"
         deadline = time.time() + 10
-        while batcher.queue.qsize():  # the worker takes the filler
+        while batcher.queued:  # the worker takes the filler
             assert time.time() < deadline, "the queue never drained"
             time.sleep(0.01)
         ok = c.post("/v1/completions", json={"model": "tiny", "prompt": "z", "max_tokens": 2, "temperature": 0})

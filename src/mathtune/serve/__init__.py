@@ -3,7 +3,10 @@
     from mathtune.serve import create_app      # needs the `serve` extra: pip install "mathtune[serve]"
 
 app.py (endpoints, errors), schemas.py (request bodies, limits), batcher.py (continuous batching
-of concurrent requests), playground.html (GET /: a self-contained chat page).
+of concurrent requests on `generation.hf.DecodeLoop`, one loop per model, models taking turns
+fairly), adapters.py (`--adapter NAME=DIR`: several PEFT adapters of the base, each a merged copy
+sharing every unchanged tensor, chosen by a request's `model`), playground.html (GET /: a
+self-contained chat page, with a model picker when the server serves several).
 """
 
 from __future__ import annotations

@@ -6,7 +6,9 @@
 
 Endpoints: GET /v1/models, POST /v1/completions, POST /v1/chat/completions (both stream as
 server-sent events with `"stream": true`), GET /health, GET / (the playground page). Every
-request is one `batcher.Job` per prompt; all of them share one running decode loop. Errors are
+request is one `batcher.Job` per prompt; all of them share one running decode loop. A request's
+`model` picks the base model or one of its adapters (`create_app(..., adapters={name: gen})`,
+`serve.adapters`); GET /v1/models lists them all. Errors are
 OpenAI-shaped (`schemas.error_body`); each choice carries `"mathtune": {"answer": ...}` (the
 extracted final answer), and with `n > 1` and `"mathtune": {"vote": true}` the response carries a
 majority vote over equivalent answers.
@@ -21,7 +23,7 @@ import json
 import secrets
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -76,11 +78,17 @@ class Guard:
         return None
 
 
-def create_app(generator: HFGenerator, *, model_name: str, api_key: str | None = None,
-               limits: Limits | None = None, window_s: float = 0.01) -> FastAPI:
-    """The app; its batcher thread starts now and stops at the app's shutdown."""
+def create_app(generator: HFGenerator, *, model_name: str, adapters: Mapping[str, HFGenerator] | None = None,
+               api_key: str | None = None, limits: Limits | None = None, window_s: float = 0.01) -> FastAPI:
+    """The app serving `generator` as `model_name` and each of `adapters` (generators on the
+    same tokenizer: `serve.adapters.load_adapters`) under its name; its batcher thread starts
+    now and stops at the app's shutdown."""
     limits = limits or Limits()
-    batcher = Batcher(generator, max_queue=limits.max_queue, window_s=window_s, max_tokens_cap=limits.max_tokens)
+    adapters = dict(adapters or {})
+    if model_name in adapters:
+        raise ValueError(f"the adapter name {model_name!r} is the base model's name")
+    served = {model_name: generator, **adapters}
+    batcher = Batcher(served, max_queue=limits.max_queue, window_s=window_s, max_tokens_cap=limits.max_tokens)
     batcher.start()
 
     @asynccontextmanager
@@ -101,13 +109,14 @@ def create_app(generator: HFGenerator, *, model_name: str, api_key: str | None =
     @app.get("/health")
     async def health() -> JSONResponse:
         ok = batcher.alive
-        return JSONResponse({"status": "ok" if ok else "dead", "model": model_name, "queued": batcher.queue.qsize(),
-                             "loops": batcher.loops, "requests_served": batcher.jobs_served,
+        return JSONResponse({"status": "ok" if ok else "dead", "model": model_name, "adapters": list(adapters),
+                             "queued": batcher.queued, "loops": batcher.loops, "requests_served": batcher.jobs_served,
                              "rows_cancelled": batcher.rows_cancelled}, status_code=200 if ok else 503)
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
-        return {"object": "list", "data": [{"id": model_name, "object": "model", "created": 0, "owned_by": "mathtune"}]}
+        base = {"id": model_name, "object": "model", "created": 0, "owned_by": "mathtune"}
+        return {"object": "list", "data": [base, *({**base, "id": name, "parent": model_name} for name in adapters)]}
 
     @app.get("/", response_class=HTMLResponse)
     async def playground() -> HTMLResponse:
@@ -116,18 +125,18 @@ def create_app(generator: HFGenerator, *, model_name: str, api_key: str | None =
     @app.post("/v1/completions")
     async def completions(request: Request) -> Response:
         req = await _parse(request, CompletionRequest, limits.max_body_bytes)
-        _check(req, model_name, limits)
+        gen = _check(req, served, limits)
         if len(req.prompts) > limits.max_prompts:
             raise APIError(400, f"{len(req.prompts)} prompts is over the limit of {limits.max_prompts}", param="prompt")
-        ids = [_encode(generator, p, limits) for p in req.prompts]
+        ids = [_encode(gen, p, limits) for p in req.prompts]
         return await _respond(request, batcher, req, ids, chat=False, max_tokens=req.max_tokens or 16)
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request) -> Response:
         req = await _parse(request, ChatCompletionRequest, limits.max_body_bytes)
-        _check(req, model_name, limits)
-        prompt = _render_chat(generator.tokenizer, req)
-        ids = [_encode(generator, prompt, limits)]
+        gen = _check(req, served, limits)
+        prompt = _render_chat(gen.tokenizer, req)
+        ids = [_encode(gen, prompt, limits)]
         return await _respond(request, batcher, req, ids, chat=True, max_tokens=req.max_tokens or limits.max_tokens)
 
     return app
@@ -160,19 +169,22 @@ async def _parse(request: Request, schema: type, max_bytes: int) -> Any:
         raise APIError(400, f"{param}: {msg}" if param else msg, param=param, code="invalid_value") from None
 
 
-def _check(req: Any, model_name: str, limits: Limits) -> None:
-    if req.model != model_name:
-        raise APIError(404, f"the model {req.model!r} does not exist; this server serves {model_name!r}",
+def _check(req: Any, models: Mapping[str, HFGenerator], limits: Limits) -> HFGenerator:
+    """The generator of the request's model, once the request is within the limits."""
+    if req.model not in models:
+        served = ", ".join(repr(name) for name in models)
+        raise APIError(404, f"the model {req.model!r} does not exist; this server serves {served}",
                        param="model", code="model_not_found")
     if req.n > limits.max_n:
         raise APIError(400, f"n={req.n} is over the limit of {limits.max_n}", param="n", code="invalid_value")
     if req.max_tokens is not None and req.max_tokens > limits.max_tokens:
         raise APIError(400, f"max_tokens={req.max_tokens} is over the limit of {limits.max_tokens}",
                        param="max_tokens", code="invalid_value")
+    return models[req.model]
 
 
 def _encode(gen: HFGenerator, prompt: str, limits: Limits) -> list[int]:
-    ids = gen._encode(prompt)
+    ids = gen.encode(prompt)
     if len(ids) > limits.max_prompt_tokens:
         raise APIError(400, f"the prompt is {len(ids)} tokens, over the limit of {limits.max_prompt_tokens}",
                        param="prompt", code="context_length_exceeded")
@@ -227,7 +239,7 @@ def _submit(request: Request, batcher: Batcher, req: Any, ids: list[list[int]], 
         return emit
 
     seed = req.seed if req.seed is not None else secrets.randbits(31)
-    jobs = [Job(ids=x, emit=emit_for(p), n=req.n, max_tokens=max_tokens, temperature=req.temperature,
+    jobs = [Job(ids=x, emit=emit_for(p), model=req.model, n=req.n, max_tokens=max_tokens, temperature=req.temperature,
                 top_p=req.top_p, stop=req.stop_tuple, seed=seed + p, stream=req.stream) for p, x in enumerate(ids)]
     if not batcher.alive:
         raise APIError(503, "the generation worker has stopped; restart the server", type_="server_error")
@@ -237,7 +249,7 @@ def _submit(request: Request, batcher: Batcher, req: Any, ids: list[list[int]], 
     except QueueFull:
         for job in jobs:
             job.cancelled.set()
-        raise APIError(429, f"the server is busy ({batcher.queue.maxsize} requests queued); retry shortly",
+        raise APIError(429, f"the server is busy ({batcher.max_queue} requests queued); retry shortly",
                        type_="rate_limit_error", code="queue_full") from None
     return jobs, events
 

@@ -1,19 +1,25 @@
-"""Continuous batching for `mathtune serve`: every request joins one running decode loop.
+"""Continuous batching for `mathtune serve`: concurrent requests share one running decode loop.
 
-    batcher = Batcher(HFGenerator(model, tokenizer), max_queue=64)
+    batcher = Batcher({"base": HFGenerator(model, tok), "sft": HFGenerator(sft_model, tok)}, max_queue=64)
     batcher.start()
-    batcher.submit(Job(ids=[...], n=1, max_tokens=64, emit=callback))
+    batcher.submit(Job(ids=[...], model="sft", n=1, max_tokens=64, emit=callback))
 
-One worker thread owns the model. Requests wait in a bounded queue (`submit` raises
-`QueueFull`: the app answers 429); the worker collects what arrives within a short window, prefills
-it and decodes; while it decodes, newly arrived requests are prefilled and merged into the running
-batch (mathtune's hf decode loop, `generation.hf._DecodeLoop`, with rows entering mid-flight), and a
-row leaves the batch as soon as it finishes or its client goes away (`Job.cancelled`), so a
-disconnected client frees its row at the next step.
+One worker thread owns the models. Requests wait in a bounded queue (`submit` raises `QueueFull`:
+the app answers 429); the worker takes the oldest, collects what arrives for the same model
+within a short window, and runs mathtune's hf decode loop (`generation.hf.DecodeLoop`) on them.
+While it decodes, newly arrived requests for that model are prefilled and merged into the
+running batch, and a row leaves the batch as soon as it finishes or its client goes away
+(`Job.cancelled`), so a disconnected client frees its row at the next step.
 
-Unlike `HFGenerator.generate`, each row carries its own request's sampling values (temperature,
-top_p, max_tokens, stop strings, seed); the arithmetic is the same, so a greedy request gives the
-text `HFGenerator.generate` gives, and a seeded one draws from the same per-row generator
+Several models (the base and its adapters, `serve.adapters`): rows of different weights cannot
+share a forward, so a loop serves one model. Fairness: once a request for another model waits,
+the running loop admits no new rows; it finishes the rows it has (at most `max_tokens` steps)
+and the worker moves on to the model of the oldest waiting request. With one model this never
+happens and the loop runs as long as requests keep coming.
+
+Each row carries its own request's sampling values (`SamplingParams`: temperature, top_p,
+max_tokens, stop strings) and seed; the arithmetic is `HFGenerator.generate`'s, so a greedy
+request gives the text `generate` gives, and a seeded one draws from the same per-row generator
 (`sample_seed(0, seed, sample)`, as `generate(..., seeds=[seed])` does).
 """
 
@@ -22,13 +28,13 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..generation.base import Completion, SamplingParams, sample_seed, truncate_at_stop
-from ..generation.hf import HFGenerator, _DecodeLoop, _length_groups, _Row, draw
-from ..generation.kv_cache import merge
+from ..generation.base import SamplingParams, sample_seed
+from ..generation.hf import DecodeLoop, DecodeRow, HFGenerator, RowEnd
 
 QueueFull = queue.Full
 
@@ -39,10 +45,11 @@ Event = tuple[str, int, Any]
 
 @dataclass
 class Job:
-    """One request: `n` samples of one prompt (token ids), with its own sampling values."""
+    """One request: `n` samples of one prompt (token ids) for one model, with its own sampling values."""
 
     ids: list[int]
     emit: Callable[[Event], None]
+    model: str | None = None  # a name the batcher serves; None: its first (the base model)
     n: int = 1
     max_tokens: int = 256
     temperature: float = 0.0
@@ -54,23 +61,31 @@ class Job:
     key: int = -1  # set by the batcher
     sent: dict[int, str] = field(default_factory=dict)  # streamed text per sample
 
-    @property
-    def tail(self) -> int:
-        return max((len(s) for s in self.stop), default=0) + 4
+    def rows(self) -> list[DecodeRow]:
+        params = SamplingParams(max_new_tokens=self.max_tokens, temperature=self.temperature, top_p=self.top_p,
+                                stop=self.stop)
+        return [DecodeRow(self.ids, params, key=self.key, sample=s, seed=sample_seed(0, self.seed, s),
+                          cancelled=self.cancelled) for s in range(self.n)]
 
 
 class Batcher:
-    """The worker thread that decodes all requests together (see the module docstring)."""
+    """The worker thread that decodes all requests (see the module docstring)."""
 
-    def __init__(self, generator: HFGenerator, *, max_queue: int = 64, window_s: float = 0.01,
-                 max_tokens_cap: int = 512) -> None:
-        self.gen = generator
-        self.queue: queue.Queue[Job] = queue.Queue(maxsize=max_queue)
+    def __init__(self, models: HFGenerator | Mapping[str, HFGenerator], *, max_queue: int = 64,
+                 window_s: float = 0.01, max_tokens_cap: int = 512) -> None:
+        self.models = dict(models) if isinstance(models, Mapping) else {"": models}
+        if not self.models:
+            raise ValueError("a batcher needs at least one model")
+        self.default = next(iter(self.models))
+        self.max_queue = max_queue
         self.window_s = window_s
         self.max_tokens_cap = max_tokens_cap
         self.loops = 0  # decode loops started (each serves every request that joins it)
+        self.loops_by_model = dict.fromkeys(self.models, 0)
         self.jobs_served = 0
         self.rows_cancelled = 0
+        self._waiting: deque[Job] = deque()
+        self._cond = threading.Condition()
         self._next_key = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._work, name="mathtune-batcher", daemon=True)
@@ -80,12 +95,27 @@ class Batcher:
 
     def close(self, timeout: float = 5.0) -> None:
         self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
         if self._thread.is_alive():
             self._thread.join(timeout)
 
     def submit(self, job: Job) -> None:
-        """Queue a job; raises `QueueFull` when the queue is at its bound."""
-        self.queue.put_nowait(job)
+        """Queue a job; raises `QueueFull` when `max_queue` jobs are waiting, `KeyError` for a
+        model it does not serve."""
+        job.model = self.default if job.model is None else job.model
+        if job.model not in self.models:
+            raise KeyError(job.model)
+        with self._cond:
+            if len(self._waiting) >= self.max_queue:
+                raise QueueFull
+            self._waiting.append(job)
+            self._cond.notify_all()
+
+    @property
+    def queued(self) -> int:
+        """Jobs waiting for a decode loop."""
+        return len(self._waiting)
 
     @property
     def alive(self) -> bool:
@@ -93,179 +123,87 @@ class Batcher:
 
     # ------------------------------------------------------------------ worker
 
-    def _take(self, limit: int, wait_s: float = 0.0) -> list[Job]:
-        """Jobs from the queue, up to `limit` rows, waiting at most `wait_s` for more."""
+    def _pop(self, model: str | None) -> Job | None:
+        """The oldest live job (of `model`, when given), removed from the queue; call holding `_cond`."""
+        for job in list(self._waiting):
+            if job.cancelled.is_set():  # its client gave up while it waited
+                self._waiting.remove(job)
+            elif model is None or job.model == model:
+                self._waiting.remove(job)
+                job.key, self._next_key = self._next_key, self._next_key + 1
+                return job
+        return None
+
+    def _take(self, model: str, limit: int, wait_s: float = 0.0, *, yield_to_others: bool = False) -> list[Job]:
+        """Jobs for `model`, up to `limit` rows, waiting at most `wait_s` for more; none at all
+        with `yield_to_others` while a job for another model waits (its loop should end)."""
         jobs: list[Job] = []
         rows = 0
         deadline = time.perf_counter() + wait_s
-        while rows < limit:
-            left = deadline - time.perf_counter()
-            try:
-                job = self.queue.get(timeout=left) if left > 0 else self.queue.get_nowait()
-            except queue.Empty:
-                break
-            if job.cancelled.is_set():
-                continue
-            job.key, self._next_key = self._next_key, self._next_key + 1
-            jobs.append(job)
-            rows += job.n
+        with self._cond:
+            if yield_to_others and any(j.model != model and not j.cancelled.is_set() for j in self._waiting):
+                return []
+            while rows < limit:
+                job = self._pop(model)
+                if job is None:
+                    left = deadline - time.perf_counter()
+                    if left <= 0 or not self._cond.wait(left):
+                        break
+                    continue
+                jobs.append(job)
+                rows += job.n
         return jobs
 
     def _work(self) -> None:
-        import torch
-
         while not self._stop.is_set():
-            try:
-                first = self.queue.get(timeout=0.1)
-            except queue.Empty:
-                continue
-            if first.cancelled.is_set():
-                continue
-            first.key, self._next_key = self._next_key, self._next_key + 1
-            jobs = [first, *self._take(self.gen.batch_size - first.n, self.window_s)]
-            loop = ServeLoop(self, jobs)
+            with self._cond:
+                first = self._pop(None)
+                if first is None:
+                    self._cond.wait(0.1)
+                    continue
+            model = first.model if first.model is not None else self.default
+            gen = self.models[model]
+            run = _Run(self, model, [first, *self._take(model, gen.batch_size - first.n, self.window_s)])
             self.loops += 1
-            threads = torch.get_num_threads()
+            self.loops_by_model[model] += 1
             try:
-                loop.serve()
+                run.loop.run()
             except Exception as e:  # the model failed: every waiting client gets an error
-                for job in loop.jobs.values():
+                for job in run.jobs.values():
                     job.emit(("error", -1, f"generation failed: {type(e).__name__}: {e}"))
-            finally:
-                torch.set_num_threads(threads)
 
 
-class ServeLoop(_DecodeLoop):
-    """The hf decode loop with per-row sampling values, streaming, cancellation and rows that
-    join while it runs."""
+class _Run:
+    """One decode loop of the worker: the jobs of one model that join it, streamed and finished."""
 
-    def __init__(self, batcher: Batcher, jobs: list[Job]) -> None:
-        gen = batcher.gen
-        # the loop-wide params only size the KV cache's free room; each row's own limits apply
-        super().__init__(gen, SamplingParams(max_new_tokens=batcher.max_tokens_cap), self._finish)
-        self.batcher = batcher
+    def __init__(self, batcher: Batcher, model: str, jobs: list[Job]) -> None:
+        self.batcher, self.model = batcher, model
+        self.gen = batcher.models[model]
         self.jobs: dict[int, Job] = {}
         self.left: dict[int, int] = {}  # samples still running per job
-        self.pending = self._rows(jobs)
+        # `room`: the KV cache's free space for the largest max_tokens a request may ask for
+        self.loop = DecodeLoop(self.gen, on_finish=self._finish, on_token=self._stream, source=self._more,
+                               room=batcher.max_tokens_cap, admit="free")
+        self.loop.add(self._rows(jobs))
 
-    def _rows(self, jobs: list[Job]) -> list[_Row]:
-        import torch
-
-        rows: list[_Row] = []
-        for job in sorted(jobs, key=lambda j: -len(j.ids)):
+    def _rows(self, jobs: list[Job]) -> list[DecodeRow]:
+        rows: list[DecodeRow] = []
+        for job in sorted(jobs, key=lambda j: -len(j.ids)):  # longest first: prefill groups pad little
             self.jobs[job.key] = job
             self.left[job.key] = job.n
-            for s in range(job.n):
-                g = None
-                if job.temperature > 0:
-                    g = torch.Generator(device=self.gen.device)
-                    g.manual_seed(sample_seed(0, job.seed, s))
-                rows.append(_Row(job.key, s, job.ids, g))
+            rows += job.rows()
         return rows
 
-    def serve(self) -> None:
-        import torch
+    def _more(self, free: int) -> list[DecodeRow]:
+        """Requests that arrived meanwhile join now (unless another model's request waits)."""
+        return self._rows(self.batcher._take(self.model, free, yield_to_others=True))
 
-        from ..generation.decode_attention import block_attention
-        from ..generation.fused import fused_projections
-
-        on_cpu = self.gen.device.type == "cpu"
-        with (torch.inference_mode(), fused_projections(self.model, enabled=on_cpu),
-              block_attention(self.model, enabled=on_cpu) as use_blocks):
-            self.use_blocks = use_blocks
-            self.run(self.pending)
-
-    def run(self, rows: list[_Row]) -> None:  # noqa: C901 - the decode loop, as in hf.py
-        import torch
-
-        queue_rows = list(rows)
-        active: list[_Row] = []
-        cache = mask = pos = last = None
-        tuner, size = self.gen.tuner, self.gen.batch_size
-        while True:
-            alive = sum(not r.done for r in active)
-            if alive < size:  # continuous batching: requests that arrived meanwhile join now
-                queue_rows += self._rows(self.batcher._take(size - alive - len(queue_rows)))
-            if not queue_rows and not alive:
-                return
-            tuner.tick()
-            if queue_rows and alive < size:
-                if alive < len(active):
-                    cache, mask, pos, last, active = self._compact(cache, mask, pos, last, active)
-                take = size - len(active)
-                new, queue_rows = queue_rows[:take], queue_rows[take:]
-                parts = [(cache, mask, pos, last)] if active else []
-                for group in _length_groups(new, self.PREFILL_ROWS, self.PREFILL_TOKENS):
-                    parts.append(self._prefill(group))
-                    active += group
-                cache, mask = merge([(c, m) for c, m, _, _ in parts], self.params.max_new_tokens)
-                pos = torch.cat([p for _, _, p, _ in parts])
-                last = torch.cat([x for _, _, _, x in parts])
-                self._plan_blocks(mask)
-            alive = self._advance(active, last)
-            dead = len(active) - alive
-            if dead and (alive == 0 or dead >= max(1, int(len(active) * self.COMPACT_AT))):
-                cache, mask, pos, last, active = self._compact(cache, mask, pos, last, active)
-                if not active:
-                    continue
-                self._plan_blocks(mask)
-            mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
-            pos = pos + 1
-            logits = self.model(
-                input_ids=last[:, None], attention_mask=mask[:, None, None, :], position_ids=pos[:, None],
-                **{self.gen.cache_kw: cache}, use_cache=True, logits_to_keep=1,
-                **({"decode_blocks": self.blocks} if self.blocks else {}),
-            ).logits[:, -1, :]
-            last = self._pick(logits, active)
-
-    def _pick(self, logits: Any, rows: list[_Row]) -> Any:
-        """Argmax for greedy rows; a seeded draw from the row's own tempered, top-p softmax else."""
-        import torch
-
-        picks = logits.max(dim=-1).indices
-        for i, r in enumerate(rows):
-            job = self.jobs[r.prompt_index]
-            if job.temperature <= 0 or r.done:
-                continue
-            probs = torch.softmax(logits[i:i + 1].float() / job.temperature, dim=-1)
-            if job.top_p < 1.0:
-                sorted_p, order = probs.sort(dim=-1, descending=True)
-                drop = sorted_p.cumsum(-1) - sorted_p > job.top_p
-                probs = torch.zeros_like(probs).scatter_(-1, order, sorted_p.masked_fill(drop, 0.0))
-            picks[i] = draw(probs, [r.generator])[0]
-        return picks
-
-    def _advance(self, active: list[_Row], last: Any) -> int:
-        alive = 0
-        decode = self.gen.tokenizer.decode
-        for row, tok in zip(active, last.tolist(), strict=True):
-            if row.done:
-                continue
-            job = self.jobs[row.prompt_index]
-            if job.cancelled.is_set():  # the client went away: free the row
-                row.done = True
-                self.batcher.rows_cancelled += 1
-                self._release(job)
-                continue
-            row.out.append(tok)
-            if tok in self.gen.stop_ids:
-                reason = "eos"
-            elif job.stop and any(s in decode(row.out[-job.tail:], skip_special_tokens=True) for s in job.stop):
-                reason = "stop"
-            elif len(row.out) >= job.max_tokens:
-                reason = "length"
-            else:
-                alive += 1
-                if job.stream:
-                    self._stream(job, row)
-                continue
-            row.done = True
-            self._finish(row, reason)
-        return alive
-
-    def _stream(self, job: Job, row: _Row) -> None:
+    def _stream(self, row: DecodeRow) -> None:
         """Send the new text, holding back what could still turn into a stop string or is an
         incomplete UTF-8 character."""
+        job = self.jobs[row.key]  # type: ignore[index]
+        if not job.stream:
+            return
         text = self.gen.tokenizer.decode(row.out, skip_special_tokens=True)
         hold = max((len(s) for s in job.stop), default=1) - 1
         safe = text[: len(text) - hold] if hold else text
@@ -275,20 +213,17 @@ class ServeLoop(_DecodeLoop):
             job.sent[row.sample] = safe
             job.emit(("delta", row.sample, safe[len(sent):]))
 
-    def _finish(self, row: _Row, reason: str) -> None:
-        job = self.jobs[row.prompt_index]
-        out = row.out[:-1] if reason == "eos" else row.out
-        text = self.gen.tokenizer.decode(out, skip_special_tokens=True)
-        stopped = reason in ("eos", "stop")
-        if job.stop:
-            text, hit = truncate_at_stop(text, job.stop)
-            stopped = stopped or hit
-        comp = Completion(text=text, tokens=len(row.out), finish_reason="stop" if stopped else "length",
-                          time_s=round(time.perf_counter() - row.start, 4))
+    def _finish(self, row: DecodeRow, reason: RowEnd) -> None:
+        job = self.jobs[row.key]  # type: ignore[index]
+        if reason == "cancelled":  # the client went away: its row is free, nobody to answer
+            self.batcher.rows_cancelled += 1
+            self._release(job)
+            return
+        comp = self.gen.completion(row, reason)
         if job.stream:
             sent = job.sent.get(row.sample, "")
-            if len(text) > len(sent) and text.startswith(sent):
-                job.emit(("delta", row.sample, text[len(sent):]))
+            if len(comp.text) > len(sent) and comp.text.startswith(sent):
+                job.emit(("delta", row.sample, comp.text[len(sent):]))
         self._release(job)  # counted before the client hears: /health never lags a finished response
         job.emit(("done", row.sample, comp))
 
