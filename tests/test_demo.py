@@ -33,6 +33,23 @@ def test_demo_small_writes_every_artefact(default_model_dir, tmp_path):
     assert "data:image/png;base64," in html
 
 
+@pytest.mark.integration
+def test_demo_rl_small_trains_both_arms_and_reports_their_curves(default_model_dir, tmp_path):
+    out = tmp_path / "demo"
+    summary = _run_demo(out, "--n-train", "16", "--n-test", "6", "--max-new-tokens", "16", "--rl",
+                        "--rl-steps", "2", "--rl-prompts", "1", "--rl-group", "2", "--rl-pass-k", "0",
+                        "--rl-pool", "8")
+    for name in ("grpo", "grpo-random"):
+        assert (out / name / "adapter" / "adapter_model.safetensors").is_file(), name
+        assert (out / f"eval-{name}" / "metrics.json").is_file(), name
+        assert (out / name / "completions").is_dir(), name
+        r = summary["rl"][name]
+        assert 0.0 <= r["accuracy"] <= 1.0 and 0.0 <= r["mcnemar_p"] <= 1.0
+    assert summary["rl"]["grpo-random"]["rewards"] == {"random": 1.0}
+    html = (out / "report.html").read_text()
+    assert "<h2>Training runs</h2>" in html and "grpo-random" in html
+
+
 @pytest.mark.slow
 def test_demo_default_shows_significant_gain_within_20_minutes(default_model_dir, tmp_path):
     start = time.monotonic()
