@@ -226,7 +226,8 @@ def test_rollout_logprobs_equal_the_trainers_recomputed_logprobs(movable_model_d
     # bf16: the cached batched decode and the trainer's full forward round differently; once the
     # perturbed policy's logits reach ~100, single tokens move by ~1.5 nats (live and merged alike,
     # measured 1.5-1.7 worst, 0.10-0.14 mean), still far from a stale policy's ~9 nats mean
-    tol = (1e-4, 1e-5) if dtype == "fp32" else (3.0, 0.25)
+    # fp32: W + BA against x W + (x A) B sums differently; with logits near 100 that is up to ~1e-4
+    tol = (1e-3, 1e-4) if dtype == "fp32" else (3.0, 0.25)
     for _ in range(2):
         before = len(lora_calls)
         out = rollout(prompts, trainer)
