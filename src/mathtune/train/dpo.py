@@ -39,7 +39,6 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import MathtuneError
-from ..models import free_memory
 from ..prompts import get_style
 from .recipe import TrainRecipe
 
@@ -74,31 +73,16 @@ def make_dpo_config(settings: dict[str, Any]) -> Any:
 def preference_settings(recipe: TrainRecipe, run_dir: Path, device: str, dtype: Any, model_config: Any,
                         has_eval: bool) -> dict[str, Any]:
     """mathtune's defaults shared by the pair stages (dpo, reward), before the user's block."""
-    import torch
-
-    from .sft import activation_bytes
+    from .sft import checkpointing_setting, common_settings
 
     user = recipe.trainer
     # a step holds chosen and rejected of every pair in the batch
     tokens = 2 * int(user.get("per_device_train_batch_size", 4)) * int(user.get("max_length") or 1024)
     defaults: dict[str, Any] = {
-        "output_dir": str(run_dir),
-        "seed": recipe.seed,
+        **common_settings(recipe, run_dir, device, dtype),
         "per_device_train_batch_size": 4,
         "per_device_eval_batch_size": 4,
-        "bf16": dtype == torch.bfloat16,
-        "fp16": dtype == torch.float16,
-        # transformers 5 renamed gradient_checkpointing (a deprecated alias now); default the name the user did not give
-        "gradient_checkpointing" if "gradient_checkpointing" in user else "activation_checkpointing":
-            activation_bytes(model_config, tokens, dtype.itemsize) > free_memory(device) // 2,
-        "logging_steps": 1,
-        "save_strategy": "steps",
-        "save_steps": 0.1,
-        "save_total_limit": 2,
-        "report_to": "none",
-        "disable_tqdm": True,
-        "use_cpu": device == "cpu",
-        "dataloader_num_workers": 0,
+        **checkpointing_setting(user, model_config, tokens, device, dtype),
     }
     if has_eval:
         defaults.update({"eval_strategy": "steps", "eval_steps": 0.1})

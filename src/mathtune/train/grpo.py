@@ -42,7 +42,6 @@ from typing import Any
 from transformers import TrainerCallback
 
 from ..errors import MathtuneError
-from ..models import free_memory
 from ..prompts import PromptStyle, get_style
 from .recipe import TrainRecipe
 
@@ -80,9 +79,7 @@ def make_grpo_config(settings: dict[str, Any]) -> Any:
 def grpo_settings(recipe: TrainRecipe, run_dir: Path, device: str, dtype: Any, model_config: Any,
                   curriculum: bool = False) -> dict[str, Any]:
     """The GRPOConfig kwargs: the recipe's `trainer:` block over mathtune's defaults."""
-    import torch
-
-    from .sft import activation_bytes
+    from .sft import checkpointing_setting, common_settings
 
     if recipe.run.early_stopping_patience:
         raise MathtuneError("run.early_stopping_patience is not supported for stage grpo (no periodic evaluation)",
@@ -92,21 +89,8 @@ def grpo_settings(recipe: TrainRecipe, run_dir: Path, device: str, dtype: Any, m
     tokens = batch * (PROMPT_TOKENS_GUESS + int(user.get("max_completion_length") or 512))
     defaults: dict[str, Any] = {
         **LITERATURE_DEFAULTS,
-        "output_dir": str(run_dir),
-        "seed": recipe.seed,
-        "bf16": dtype == torch.bfloat16,
-        "fp16": dtype == torch.float16,
-        # transformers 5 renamed gradient_checkpointing (a deprecated alias now); default the name the user did not give
-        "gradient_checkpointing" if "gradient_checkpointing" in user else "activation_checkpointing":
-            activation_bytes(model_config, tokens, dtype.itemsize) > free_memory(device) // 2,
-        "logging_steps": 1,
-        "save_strategy": "steps",
-        "save_steps": 0.1,
-        "save_total_limit": 2,
-        "report_to": "none",
-        "disable_tqdm": True,
-        "use_cpu": device == "cpu",
-        "dataloader_num_workers": 0,
+        **common_settings(recipe, run_dir, device, dtype),
+        **checkpointing_setting(user, model_config, tokens, device, dtype),
     }
     if curriculum:  # TRL's RepeatSampler keeps the dataset order when not shuffling
         if user.get("shuffle_dataset"):

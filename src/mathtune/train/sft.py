@@ -53,21 +53,15 @@ def needs_checkpointing(recipe: TrainRecipe, model_config: Any, device: str, dty
     return activation_bytes(model_config, tokens, dtype.itemsize) > free_memory(device) // 2
 
 
-def trainer_settings(recipe: TrainRecipe, run_dir: Path, device: str, dtype: Any, model_config: Any,
-                     has_eval: bool, curriculum: bool = False) -> dict[str, Any]:
-    """The SFTConfig kwargs: the recipe's `trainer:` block over mathtune's device-aware defaults.
-    A curriculum gets a sequential sampler and no packing (best-fit packing reorders examples)."""
+def common_settings(recipe: TrainRecipe, run_dir: Path, device: str, dtype: Any) -> dict[str, Any]:
+    """The device-aware defaults every stage's TRL config starts from (sft, cpt, grpo, dpo, reward)."""
     import torch
 
-    user = dict(recipe.trainer)
-    defaults: dict[str, Any] = {
+    return {
         "output_dir": str(run_dir),
         "seed": recipe.seed,
-        "per_device_train_batch_size": 4,
-        "per_device_eval_batch_size": 4,
         "bf16": dtype == torch.bfloat16,
         "fp16": dtype == torch.float16,
-        "gradient_checkpointing": needs_checkpointing(recipe, model_config, device, dtype),
         "logging_steps": 1,
         "save_strategy": "steps",
         "save_steps": 0.1,
@@ -76,6 +70,28 @@ def trainer_settings(recipe: TrainRecipe, run_dir: Path, device: str, dtype: Any
         "disable_tqdm": True,  # ProgressCallback shows progress (or nothing, progress: none)
         "use_cpu": device == "cpu",
         "dataloader_num_workers": 0,
+    }
+
+
+def checkpointing_setting(user: dict[str, Any], model_config: Any, tokens: int, device: str,
+                          dtype: Any) -> dict[str, bool]:
+    """Activation checkpointing only when a step's activations would not fit in half the free
+    memory, under the name the user did not give (transformers 5 renamed gradient_checkpointing
+    to activation_checkpointing and keeps the old name as a deprecated alias)."""
+    key = "gradient_checkpointing" if "gradient_checkpointing" in user else "activation_checkpointing"
+    return {key: activation_bytes(model_config, tokens, dtype.itemsize) > free_memory(device) // 2}
+
+
+def trainer_settings(recipe: TrainRecipe, run_dir: Path, device: str, dtype: Any, model_config: Any,
+                     has_eval: bool, curriculum: bool = False) -> dict[str, Any]:
+    """The SFTConfig kwargs: the recipe's `trainer:` block over mathtune's device-aware defaults.
+    A curriculum gets a sequential sampler and no packing (best-fit packing reorders examples)."""
+    user = dict(recipe.trainer)
+    defaults: dict[str, Any] = {
+        **common_settings(recipe, run_dir, device, dtype),
+        "per_device_train_batch_size": 4,
+        "per_device_eval_batch_size": 4,
+        "gradient_checkpointing": needs_checkpointing(recipe, model_config, device, dtype),
     }
     if recipe.stage == "sft":
         # GPU: pack; CPU: flatten each batch padding-free (12% slower per token than packing,
