@@ -287,6 +287,8 @@ def test_trainer_block_is_validated_by_grpo_config(tiny_model_dir, tmp_path):
         check(bad)
     with pytest.raises(MathtuneError, match="rewards are for stage grpo"):
         TrainRecipe.from_dict({"stage": "sft", "rewards": {"correctness": 1.0}})
+    with pytest.raises(MathtuneError, match="grpo: settings are for stage grpo"):
+        TrainRecipe.from_dict({"stage": "sft", "grpo": {"pass_rate": {"k": 4}}})
 
 
 # --------------------------------------------------------------------------- rewards

@@ -151,6 +151,8 @@ class TrainRecipe(Section):
     def _rewards_for_grpo(self) -> TrainRecipe:
         if self.rewards and self.stage != "grpo":
             raise ValueError(f"rewards are for stage grpo, not stage {self.stage}")
+        if self.grpo != GRPOSpec() and self.stage != "grpo":  # it would change nothing
+            raise ValueError(f"grpo: settings are for stage grpo, not stage {self.stage}")
         return self
 
     @model_validator(mode="after")

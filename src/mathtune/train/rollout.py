@@ -14,7 +14,9 @@ It always sees the current policy:
   every rollout each LoRA layer's weight is refreshed to `W + scale * B @ A` (PEFT's own
   `get_delta_weight`). The copy is a plain model, so generation runs on fused, pre-packed weights
   (`generation/fused.py`) instead of the LoRA forward (two extra skinny GEMMs per projection);
-  it costs one more copy of the base weights.
+  it costs one more copy of the base weights. In bf16 the merged weight is rounded to bf16 once
+  per step, as a vLLM weight sync does, so updates below half a bf16 step of W do not reach the
+  sampling policy until they add up (`policy: live` samples the exact training policy).
 - `policy: live`: generation runs on the training model itself (LoRA forward, no copy). Used for
   full fine-tuning (the model is already plain), DoRA (its magnitude vector is not a delta) and
   models where a copy would not fit.
@@ -68,6 +70,7 @@ class DecodeRollout:
         self.max_new_tokens, self.temperature, self.top_p = int(max_new_tokens), float(temperature), float(top_p)
         self.seed, self.policy, self.batch_size = int(seed), policy, int(batch_size)
         self._shadow: Any = None
+        self._live = False  # decided at the first rollout: generate with the training model itself
         self._pairs: list[tuple[Any, Any]] = []  # (LoRA layer of the policy, plain linear of the shadow)
         self._gen: Any = None
         self._gen_model: Any = None
@@ -81,14 +84,16 @@ class DecodeRollout:
 
         if not isinstance(model, PeftModel):
             return model
-        layers = _lora_layers(model)
-        dora = any(getattr(m, "use_dora", {}).get(a, False) for _, m in layers for a in m.active_adapters)
-        # trained weights outside the LoRA matrices (modules_to_save, embeddings) would go stale in a copy
-        other = any(p.requires_grad and "lora_" not in n for n, p in model.named_parameters())
-        if self.policy == "live" or dora or other or not layers:
+        if self._shadow is None and not self._live:
+            layers = _lora_layers(model)
+            dora = any(getattr(m, "use_dora", {}).get(a, False) for _, m in layers for a in m.active_adapters)
+            # trained weights outside the LoRA matrices (modules_to_save, embeddings) would go stale in a copy
+            other = any(p.requires_grad and "lora_" not in n for n, p in model.named_parameters())
+            self._live = self.policy == "live" or dora or other or not layers
+            if not self._live:
+                self._shadow = self._make_shadow(model, layers)
+        if self._live:
             return model.get_base_model()
-        if self._shadow is None:
-            self._shadow = self._make_shadow(model, layers)
         import torch
 
         with torch.no_grad():
