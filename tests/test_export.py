@@ -64,7 +64,11 @@ def test_gguf_f32_roundtrip_is_exact(arch, tiny_model_dir, tiny_qwen2_dir, tmp_p
     v = info["verification"]
     assert v["prompts"] == 8 and v["greedy_tokens_equal"] == 8 and v["greedy_text_equal"] == 8
     assert v["tokenizer_equal"] and v["eos_equal"]
-    assert v["max_abs_dlogit"] <= 1e-4 and v["top1_agreement"] == 1.0
+    assert v["max_abs_dlogit"] <= 1e-4 and v["top1_agreement"] == 1.0 == v["top1_agreement_all"]
+    h = v["heldout"]  # 100 synthetic held-out problems solved by both: the same responses, p = 1
+    assert h["n"] == 100 and h["identical_responses"] == 100 and h["top1_agreement"] == 1.0 and h["positions"] > 100
+    assert h["mcnemar_p"] == 1.0 and h["fixed"] == h["broken"] == 0
+    assert "Held-out check: 100 problems" in (out / "README.md").read_text()
 
     # Independently of the verifier: reload here and compare logits with the source.
     src = _hf(src_dir)
@@ -125,6 +129,19 @@ def test_gguf_lossy_quants_write_reload_and_report_agreement(quant, qtype, tiny_
     assert types["blk.0.attn_norm.weight"] == "F32"  # 1-D tensors stay F32, as llama.cpp keeps them
     card = (tmp_path / quant / "README.md").read_text()
     assert f"{v['top1_agreement']:.2%}" in card and quant in card
+    assert v["heldout"]["n"] == 100 and 0.0 < v["heldout"]["top1_agreement"] <= 1.0
+
+
+def test_heldout_check_on_a_benchmark_file_and_skipped_with_zero(tiny_model_dir, tmp_path):
+    bench = tmp_path / "b.jsonl"
+    bench.write_text("".join(json.dumps({"question": f"What is {i} + 1?", "answer": str(i + 1)}) + "\n" for i in range(6)))
+    v = export_model(tiny_model_dir, tmp_path / "a", fmt="gguf", quant="q8_0", max_new_tokens=TOKENS, heldout=4,
+                     heldout_benchmark=str(bench), heldout_fields="problem=question,answer=answer",
+                     heldout_max_new_tokens=8).info["verification"]
+    assert v["heldout"]["n"] == 4 and v["heldout"]["benchmark"] == str(bench)
+    v = export_model(tiny_model_dir, tmp_path / "b", fmt="gguf", quant="q8_0", max_new_tokens=TOKENS,
+                     heldout=0).info["verification"]
+    assert "heldout" not in v and "Held-out check" not in (tmp_path / "b" / "README.md").read_text()
 
 
 def test_gguf_unsupported_architecture_is_one_clear_error(tmp_path, capsys):
@@ -353,6 +370,18 @@ def test_smollm2_f32_gguf_reproduces_greedy_text(default_model_dir, tmp_path):
     assert v["tokenizer_equal"] and v["eos_equal"]
     assert v["greedy_text_equal"] == v["prompts"] == 8
     assert v["max_abs_dlogit"] <= 1e-3
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_smollm2_q8_0_gguf_agrees_on_its_own_tokens_and_accuracy(default_model_dir, tmp_path):
+    """The q8_0 floor: top-1 agreement >= 99% on the tokens the model writes (fixed prompts and
+    100 held-out responses), and no significant held-out accuracy change (McNemar)."""
+    v = export_model(default_model_dir, tmp_path / "q8", fmt="gguf", quant="q8_0", max_new_tokens=32,
+                     heldout=100, heldout_max_new_tokens=96).info["verification"]
+    h = v["heldout"]
+    assert v["top1_agreement"] >= 0.99 and h["top1_agreement"] >= 0.99 and h["positions"] > 3000
+    assert h["mcnemar_p"] >= 0.05
 
 
 def test_exported_gguf_runs_with_solve_and_load_model(tiny_model_dir, tmp_path, monkeypatch, capsys):

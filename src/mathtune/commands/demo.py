@@ -40,6 +40,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, default=1e-3, help="LoRA learning rate")
     p.add_argument("--max-new-tokens", type=int, default=96)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--train-seed", type=int,
+                   help="seed of the LoRA fine-tune alone (adapter init, data order; default: --seed): with the same "
+                        "--seed, another value trains a second model on the same data, e.g. for `mathtune ensemble`")
     rl = p.add_argument_group("RL (--rl): GRPO from the SFT adapter, and its random-reward control")
     rl.add_argument("--rl", action="store_true",
                     help="after SFT: GRPO (grader reward) and a random-reward control with the same budget, "
@@ -89,7 +92,7 @@ def _train(model: str, train_path: Path, out_dir: Path, args: argparse.Namespace
 
     recipe = TrainRecipe.from_dict({
         "name": "demo",
-        "seed": args.seed,
+        "seed": args.seed if args.train_seed is None else args.train_seed,
         "model": {"name": model},
         "method": {"kind": "lora", "r": 16, "alpha": 32, "dropout": 0.0, "target_modules": "all-linear"},
         "data": {"path": str(train_path), "prompt": "chat-boxed", "validation": 0.05, "validation_limit": 40},

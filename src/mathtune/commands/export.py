@@ -22,13 +22,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", help="model name written into the GGUF and the card (default: the output dir name)")
     p.add_argument("--no-verify", action="store_true", help="skip reloading the export and comparing it with the source")
     p.add_argument("--verify-tokens", type=int, default=32, help="greedy tokens per verification prompt")
+    p.add_argument("--heldout", type=int, default=100, metavar="N",
+                   help="held-out problems solved by source and export, compared with McNemar (0: skip; default 100)")
+    p.add_argument("--heldout-benchmark", default="synth",
+                   help="synth (mathtune's synthetic held-out set, default), a registered benchmark or a .jsonl")
+    p.add_argument("--heldout-fields", help="field mapping for a .jsonl --heldout-benchmark: problem=question,answer=answer")
+    p.add_argument("--data-dir", help="local benchmark dir for --heldout-benchmark (or $MATHTUNE_DATA)")
+    p.add_argument("--heldout-tokens", type=int, default=128, help="max new tokens per held-out problem")
 
 
 def run(args: argparse.Namespace) -> int:
     from ..export import export_model, passed
 
     result = export_model(args.model, args.output, fmt=args.format, quant=args.quant, verify=not args.no_verify,
-                          name=args.name, max_new_tokens=args.verify_tokens,
+                          name=args.name, max_new_tokens=args.verify_tokens, heldout=args.heldout,
+                          heldout_benchmark=args.heldout_benchmark, heldout_fields=args.heldout_fields, data_dir=args.data_dir,
+                          heldout_max_new_tokens=args.heldout_tokens,
                           log=lambda msg: print(f"mathtune: {msg}", file=sys.stderr, flush=True))
     info = result.info
     print(f"wrote {result.out_dir} ({', '.join(info['files'])})")

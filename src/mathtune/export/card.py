@@ -65,8 +65,30 @@ def _verification_section(v: dict[str, Any] | None) -> list[str]:
         f"| same eos token | {'yes' if v.get('eos_equal', True) else 'NO'} |",
         f"| greedy text identical | {v['greedy_text_equal']}/{n} |",
         f"| greedy tokens identical | {v['greedy_tokens_equal']}/{n} |",
-        f"| top-1 agreement (teacher-forced) | {v['top1_agreement']:.2%} of {v['positions']} positions |",
+        f"| top-1 agreement on the generated tokens (teacher-forced) | {v['top1_agreement']:.2%} of "
+        f"{v.get('generated_positions', v['positions'])} |",
+        f"| top-1 agreement over all positions, prompt included | {v.get('top1_agreement_all', v['top1_agreement']):.2%}"
+        f" of {v['positions']} |",
         f"| max abs logit difference | {v['max_abs_dlogit']:.3g} |",
+    ] + _heldout_rows(v.get("heldout"))
+
+
+def _heldout_rows(h: dict[str, Any] | None) -> list[str]:
+    if not h:
+        return []
+    return [
+        "",
+        f"Held-out check: {h['n']} problems ({h['benchmark']}) solved by both with greedy decoding "
+        f"(up to {h['max_new_tokens']} tokens), graded by mathtune's grader:",
+        "",
+        "| check | result |",
+        "|---|---|",
+        f"| accuracy, source | {h['accuracy_source']:.1%} |",
+        f"| accuracy, export | {h['accuracy_export']:.1%} |",
+        f"| difference (95% CI) | {h['delta']:+.1%} ({h['delta_ci95'][0]:+.1%} to {h['delta_ci95'][1]:+.1%}) |",
+        f"| McNemar p (paired) | {h['mcnemar_p']:.3g} ({h['fixed']} fixed, {h['broken']} broken) |",
+        f"| identical responses | {h['identical_responses']}/{h['n']} |",
+        f"| top-1 agreement on the source's responses | {h['top1_agreement']:.2%} of {h['positions']} tokens |",
     ]
 
 

@@ -6,7 +6,8 @@
 
 Reads top to bottom: resolve -> load (fp32 on the CPU; an adapter is merged into its unquantized
 base) -> write into a temporary directory -> reload what was written and compare with the source
-(unless verify=False) -> export.json + README.md -> rename into place. An error anywhere leaves
+(unless verify=False: fixed prompts, then `heldout` problems solved by both, paired) ->
+export.json + README.md -> rename into place. An error anywhere leaves
 no output directory behind (`mathtune.files.atomic_dir`).
 
     hf:   config.json, model.safetensors, generation_config.json, tokenizer files, chat template
@@ -16,6 +17,7 @@ no output directory behind (`mathtune.files.atomic_dir`).
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,7 +29,7 @@ from ..models import adapter_base, is_adapter_dir, load_model, resolve_model
 from .card import render_export_card
 from .gguf_writer import check_architecture, check_quant, write_gguf
 from .modelfile import modelfile_text
-from .verify import compare_models, reload_export, summary_line
+from .verify import compare_heldout, compare_models, heldout_line, reload_export, summary_line
 
 ExportFormat = Literal["hf", "gguf"]
 
@@ -40,8 +42,14 @@ class ExportResult:
 
 def export_model(model_ref: str | os.PathLike, out_dir: str | os.PathLike, *, fmt: ExportFormat = "hf",
                  quant: str = "f32", verify: bool = True, name: str | None = None, pull: bool = True,
-                 max_new_tokens: int = 32, log: Callable[[str], None] | None = None) -> ExportResult:
-    """Write the export to `out_dir` (replaced if it exists) and return what was recorded."""
+                 max_new_tokens: int = 32, heldout: int = 100, heldout_benchmark: str = "synth",
+                 heldout_fields: str | None = None, data_dir: str | None = None, heldout_max_new_tokens: int = 128,
+                 log: Callable[[str], None] | None = None) -> ExportResult:
+    """Write the export to `out_dir` (replaced if it exists) and return what was recorded.
+
+    With `verify`, `heldout` problems (0: none) of `heldout_benchmark` ("synth": mathtune's
+    synthetic held-out set; else a registered benchmark or JSONL with `heldout_fields`, offline from `data_dir`) are
+    solved by the source and by the reloaded export: `info["verification"]["heldout"]`."""
     say = log or (lambda _msg: None)
     q = check_quant(quant) if fmt == "gguf" else None
     path = resolve_model(model_ref, pull=pull)
@@ -69,8 +77,15 @@ def export_model(model_ref: str | os.PathLike, out_dir: str | os.PathLike, *, fm
             say("verifying: reloading what was written and comparing with the source")
             reloaded, rtok = reload_export(tmp, fmt, gguf_name)
             info["verification"] = compare_models(model, tok, reloaded, rtok, max_new_tokens=max_new_tokens)
-            del reloaded
             say(summary_line(info["verification"]))
+            if heldout:
+                say(f"verifying: {heldout} held-out problems solved by the source and by the export")
+                with tempfile.TemporaryDirectory(prefix="mathtune-export-heldout-") as work:
+                    h = compare_heldout(model, tok, reloaded, rtok, Path(work), n=heldout, benchmark=heldout_benchmark,
+                                        fields=heldout_fields, data_dir=data_dir, max_new_tokens=heldout_max_new_tokens)
+                info["verification"]["heldout"] = h
+                say(heldout_line(h))
+            del reloaded
         info["files"] = sorted([p.name for p in tmp.iterdir()] + ["export.json", "README.md"])
         atomic_write_json(tmp / "export.json", info)
         source_card = path / "README.md"

@@ -1,0 +1,165 @@
+"""Accuracy A/B runs of the inference-time methods (issue #13), each a paired McNemar comparison.
+
+    python benchmarks/inference_ab.py --arms majk,ensemble,retrieval,tir --out runs/ab
+    python benchmarks/inference_ab.py --arms tir --tir-limit 200 --data-dir ../shared/data/benchmarks
+
+Every arm is a chain of the same `mathtune` commands a user runs (demo, eval, ensemble, compare),
+started as subprocesses; each step's output directory is reused when it is already complete, so
+an interrupted run picks up where it stopped. The table at the end prints, per comparison, both
+accuracies, the delta with its 95% CI, the McNemar p and the fixed/broken counts, whatever the sign.
+
+Arms:
+  majk       the demo's SFT model (train seed 0) on the demo's held-out set: greedy vs maj@8 of
+             8 samples at temperature --temperature (the vote clusters answers by the grader).
+  ensemble   a second demo fine-tune, same data, train seed 1 (`demo --train-seed 1`); the
+             ensemble of both models' samples (16 votes, equal weights) against the better
+             single model's greedy answers and against its maj@8.
+  retrieval  --retrieval-model on the demo's held-out set: no retrieval vs formula cards vs
+             solved exemplars from the demo's training set (k = 3).
+  tir        --tir-model (default Qwen2.5-Coder-0.5B-Instruct) on the first --tir-limit GSM8K test
+             problems: chain-of-thought (chat-boxed) vs tool-integrated reasoning (chat-tir,
+             --tools python, the sandboxed executor).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+FIELDS = "problem=problem,answer=answer,id=id,subject=domain,level=difficulty"
+MATHTUNE = [sys.executable, "-m", "mathtune"]
+
+
+def sh(args: list[str], log: Path) -> None:
+    """Run one mathtune command, its output appended to `log`; a failure stops the benchmark."""
+    print("$ mathtune " + " ".join(args), flush=True)
+    t0 = time.time()
+    with log.open("a") as f:
+        f.write("$ mathtune " + " ".join(args) + "\n")
+        f.flush()
+        rc = subprocess.call([*MATHTUNE, *args], stdout=f, stderr=subprocess.STDOUT)
+    print(f"  ({time.time() - t0:.0f} s)", flush=True)
+    if rc:
+        raise SystemExit(f"command failed (exit {rc}); see {log}")
+
+
+def complete(run_dir: Path, n: int) -> bool:
+    """Whether an eval run directory holds metrics for at least `n` problems."""
+    m = run_dir / "metrics.json"
+    return m.is_file() and json.loads(m.read_text()).get("n", 0) >= n
+
+
+def evaluate(out: Path, log: Path, n: int, *args: str) -> Path:
+    if not complete(out, n):
+        sh(["eval", *args, "-o", str(out), "--no-progress"], log)
+    return out
+
+
+def demo(out: Path, log: Path, train_seed: int, n_test: int) -> Path:
+    if not complete(out / "eval-tuned", n_test):
+        sh(["demo", "--out", str(out), "--train-seed", str(train_seed), "--n-test", str(n_test)], log)
+    return out
+
+
+def compare(label: str, a: Path, b: Path) -> dict:
+    from mathtune.eval.compare import compare_runs
+    from mathtune.eval.metrics import load_run
+
+    c = compare_runs(load_run(a), load_run(b))
+    row = {"comparison": label, "a": str(a), "b": str(b), "n": c["shared"], "acc_a": c["accuracy_a"]["value"],
+           "acc_b": c["accuracy_b"]["value"], "delta": c["delta"], "delta_ci95": c["delta_ci95"],
+           "mcnemar_p": c["mcnemar_p"], "fixed": c["fixed"], "broken": c["broken"]}
+    print(f"  {label}: {row['acc_a']:.1%} -> {row['acc_b']:.1%} ({row['delta']:+.1%}, "
+          f"95% CI {row['delta_ci95'][0]:+.1%}..{row['delta_ci95'][1]:+.1%}), McNemar p = {row['mcnemar_p']:.3g}, "
+          f"fixed {row['fixed']} broken {row['broken']} (n={row['n']})", flush=True)
+    return row
+
+
+def vote(out: Path, log: Path, *runs: Path) -> Path:
+    if not (out / "metrics.json").is_file():
+        sh(["ensemble", *map(str, runs), "-o", str(out)], log)
+    return out
+
+
+def sampled(out: Path, log: Path, model: str, test: Path, args: argparse.Namespace) -> Path:
+    return evaluate(out, log, args.n_test, "--model", model, "--benchmark", str(test), "--fields", FIELDS,
+                    "--prompt", "chat-boxed", "--samples", str(args.samples), "--temperature", str(args.temperature),
+                    "--max-new-tokens", "96", "--seed", "0")
+
+
+def accuracy(run_dir: Path) -> float:
+    return json.loads((run_dir / "metrics.json").read_text())["accuracy"]["value"]
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--arms", default="majk,ensemble,retrieval,tir")
+    p.add_argument("--out", default="runs/ab")
+    p.add_argument("--n-test", type=int, default=200, help="demo held-out problems")
+    p.add_argument("--samples", type=int, default=8)
+    p.add_argument("--temperature", type=float, default=0.7)
+    p.add_argument("--retrieval-model", default="smollm2-135m-instruct")
+    p.add_argument("--tir-model", default="qwen2.5-coder-0.5b-instruct")
+    p.add_argument("--tir-limit", type=int, default=200)
+    p.add_argument("--tir-max-new-tokens", type=int, default=512)
+    p.add_argument("--data-dir", default=os.environ.get("MATHTUNE_DATA", "../shared/data/benchmarks"))
+    args = p.parse_args()
+    arms = [a.strip() for a in args.arms.split(",") if a.strip()]
+    unknown = set(arms) - {"majk", "ensemble", "retrieval", "tir"}
+    if unknown:
+        p.error(f"unknown arms {sorted(unknown)}; choose from majk, ensemble, retrieval, tir")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    log = out / "commands.log"
+    rows: list[dict] = []
+
+    if {"majk", "ensemble", "retrieval"} & set(arms):
+        d0 = demo(out / "demo-s0", log, 0, args.n_test)
+        test = d0 / "data" / "test.jsonl"
+    if {"majk", "ensemble"} & set(arms):
+        s0 = sampled(out / "samples-s0", log, str(d0 / "train" / "adapter"), test, args)
+        maj0 = vote(out / "maj-s0", log, s0)
+        if "majk" in arms:
+            rows.append(compare(f"greedy -> maj@{args.samples} (SFT seed 0)", d0 / "eval-tuned", maj0))
+    if "ensemble" in arms:
+        d1 = demo(out / "demo-s1", log, 1, args.n_test)
+        s1 = sampled(out / "samples-s1", log, str(d1 / "train" / "adapter"), test, args)
+        maj1 = vote(out / "maj-s1", log, s1)
+        ens = vote(out / "ensemble-s0-s1", log, s0, s1)
+        best = 0 if accuracy(d0 / "eval-tuned") >= accuracy(d1 / "eval-tuned") else 1
+        best_greedy, best_maj = (d0 / "eval-tuned", maj0) if best == 0 else (d1 / "eval-tuned", maj1)
+        rows.append(compare("seed 1 greedy vs seed 0 greedy", d0 / "eval-tuned", d1 / "eval-tuned"))
+        rows.append(compare(f"better single (seed {best}) greedy -> ensemble of both, {2 * args.samples} votes",
+                            best_greedy, ens))
+        rows.append(compare(f"better single (seed {best}) maj@{args.samples} -> ensemble of both", best_maj, ens))
+    if "retrieval" in arms:
+        common = ["--model", args.retrieval_model, "--benchmark", str(test), "--fields", FIELDS,
+                  "--prompt", "chat-boxed", "--max-new-tokens", "96"]
+        none = evaluate(out / "retrieval-none", log, args.n_test, *common)
+        cards = evaluate(out / "retrieval-cards", log, args.n_test, *common, "--retrieve", "cards")
+        exemplars = evaluate(out / "retrieval-exemplars", log, args.n_test, *common, "--retrieve", "exemplars",
+                             "--exemplars", str(d0 / "data" / "train.jsonl"))
+        rows.append(compare("no retrieval -> formula cards", none, cards))
+        rows.append(compare("no retrieval -> solved exemplars", none, exemplars))
+    if "tir" in arms:
+        common = ["--model", args.tir_model, "--benchmark", "gsm8k", "--data-dir", args.data_dir,
+                  "--limit", str(args.tir_limit), "--max-new-tokens", str(args.tir_max_new_tokens)]
+        cot = evaluate(out / "tir-cot", log, args.tir_limit, *common, "--prompt", "chat-boxed")
+        tir = evaluate(out / "tir-python", log, args.tir_limit, *common, "--prompt", "chat-tir", "--tools", "python")
+        rows.append(compare(f"{args.tir_model} GSM8K: CoT -> TIR (python)", cot, tir))
+        tools = json.loads((tir / "metrics.json").read_text()).get("tools")
+        if tools:
+            print(f"  tool use: {json.dumps(tools)}")
+
+    (out / "results.json").write_text(json.dumps(rows, indent=1))
+    print(f"\nwrote {out / 'results.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
