@@ -170,3 +170,44 @@ def test_playground_streams_an_answer_in_headless_chromium(tiny_model_dir, tmp_p
         dest = Path(os.environ["MATHTUNE_ARTIFACTS"])
         dest.mkdir(parents=True, exist_ok=True)
         shutil.copy(shot, dest / "playground.png")
+
+
+def test_playground_model_picker_sends_the_chosen_adapter(tiny_model_dir, tmp_path):
+    """With an adapter served beside the base, the page shows a picker listing both; choosing the
+    adapter and asking streams the adapter's answer (which differs from the base's)."""
+    from test_serve_adapters import make_adapter
+
+    from mathtune.serve.adapters import load_adapters
+
+    exe = _chromium()
+    base = HFGenerator(str(tiny_model_dir), dtype="fp32", threads=1)
+    adapters = load_adapters(base, {"alpha": make_adapter(tiny_model_dir, tmp_path / "alpha", seed=1)})
+    with LiveServer(create_app(base, model_name="tiny", adapters=adapters)) as live:
+        def answer(model: str) -> str:
+            return live.post("/v1/chat/completions", {
+                "model": model, "messages": [{"role": "user", "content": QUESTION}], "temperature": 0,
+                "max_tokens": 256, "mathtune": {"prompt": "chat-boxed"}})["choices"][0]["message"]["content"]
+
+        expected, base_text = answer("alpha"), answer("tiny")
+        assert expected != base_text  # the picker's choice is visible in the answer
+        browser = Browser(exe, live.url + "/", tmp_path / "profile")
+        try:
+            options = browser.wait_for("(() => { const s = document.getElementById('model-choice');"
+                                       " return s && !s.hidden && s.options.length ? [...s.options].map(o => o.value)"
+                                       " : null; })()")
+            browser.js("(() => { const s = document.getElementById('model-choice'); s.value = 'alpha';"
+                       " s.dispatchEvent(new Event('change')); return true; })()")
+            shown_model = browser.js("document.getElementById('model').textContent")
+            browser.js(f"document.getElementById('prompt').value = {json.dumps(QUESTION)};"
+                       "document.getElementById('ask').requestSubmit(); true")
+            browser.wait_for("document.querySelector('.msg.assistant.done') !== null")
+            text = browser.js("document.querySelector('.msg.assistant.done').dataset.text")
+            png = base64.b64decode(browser.call("Page.captureScreenshot", format="png")["data"])
+        finally:
+            browser.close()
+    assert options == ["tiny", "alpha"] and shown_model == "alpha"
+    assert text == expected
+    if os.environ.get("MATHTUNE_ARTIFACTS"):
+        dest = Path(os.environ["MATHTUNE_ARTIFACTS"])
+        dest.mkdir(parents=True, exist_ok=True)
+        (dest / "playground-picker.png").write_bytes(png)
