@@ -11,6 +11,11 @@ lists them); each adapter is merged once into a copy of the base that shares eve
 tensor (`mathtune.serve.adapters`). Binds 127.0.0.1 unless --host
 says otherwise; with --api-key (or $MATHTUNE_API_KEY) every /v1 request needs
 `Authorization: Bearer KEY`. Needs the `serve` extra: pip install "mathtune[serve]".
+
+On a GPU, `--backend vllm` launches and supervises `vllm serve` instead (readiness check,
+restarts after a crash, shutdown forwarded; `mathtune.serve.vllm_server`): the same flags, the
+adapters as vLLM LoRA modules, --batch-size as --max-num-seqs, --max-prompt-tokens + --max-tokens
+as --max-model-len. vLLM has no bounded queue and no playground: those are the hf backend's.
 """
 
 from __future__ import annotations
@@ -33,16 +38,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--api-key", default=os.environ.get("MATHTUNE_API_KEY"),
                    help="require 'Authorization: Bearer KEY' (default $MATHTUNE_API_KEY; none: open)")
     p.add_argument("--batch-size", type=int, default=32, help="rows decoded together (default 32)")
-    p.add_argument("--max-queue", type=int, default=64, help="requests waiting before 429 (default 64)")
+    p.add_argument("--max-queue", type=int, help="requests waiting before 429 (default 64; hf backend only)")
     p.add_argument("--max-tokens", type=int, default=512, help="largest max_tokens a request may ask for")
     p.add_argument("--max-prompt-tokens", type=int, default=4096, help="longest prompt accepted, in tokens")
     p.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
+    p.add_argument("--backend", choices=["hf", "vllm"], default="hf",
+                   help="hf: mathtune's server (default); vllm: launch and supervise `vllm serve` (GPU)")
 
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import MathtuneError
 
+    if args.backend == "vllm":
+        return _run_vllm(args)
+    if args.max_queue is None:
+        args.max_queue = 64
     try:
         import uvicorn
 
@@ -71,3 +82,38 @@ def run(args: argparse.Namespace) -> int:
     print(f"mathtune serve: {served} at http://{args.host}:{args.port}  (playground: /, API: /v1)", file=sys.stderr)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
+
+
+def _run_vllm(args: argparse.Namespace) -> int:
+    from ..errors import MathtuneError
+    from ..models import adapter_base, is_adapter_dir, resolve_model
+    from ..serve.adapters import check_adapters, parse_adapters
+    from ..serve.vllm_server import Supervisor, vllm_command
+
+    if args.max_queue is not None:
+        raise MathtuneError("--max-queue has no effect with --backend vllm (vLLM queues without a bound)",
+                            "drop --max-queue, or serve with --backend hf")
+    if args.device == "cpu" or args.device == "mps":
+        raise MathtuneError(f"--backend vllm runs on CUDA GPUs, not --device {args.device}",
+                            "serve with --backend hf on this device")
+    env = {}
+    if args.device.startswith("cuda:"):
+        env["CUDA_VISIBLE_DEVICES"] = args.device.split(":", 1)[1]
+    if args.api_key:
+        env["VLLM_API_KEY"] = args.api_key  # not in argv: `ps` would show it
+    name = args.name or args.model
+    adapters = parse_adapters(args.adapter, base_name=name)
+    path = resolve_model(args.model)
+    if is_adapter_dir(path):  # serve the base and the adapter under the name asked for
+        if adapters:
+            raise MathtuneError(f"the base model {args.model} is itself an adapter; --adapter needs the full base model",
+                                "serve the base (mathtune serve BASE --backend vllm --adapter a=DIR_A ...)")
+        base = adapter_base(path)
+        adapters, name, path = {name: path}, base, resolve_model(base)
+    else:
+        check_adapters(adapters, args.model)
+    cmd = vllm_command(path, name=name, host=args.host, port=args.port, adapters=adapters, dtype=args.dtype,
+                       max_model_len=args.max_prompt_tokens + args.max_tokens, max_num_seqs=args.batch_size)
+    host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
+    print(f"mathtune serve: launching {' '.join(cmd)}", file=sys.stderr)
+    return Supervisor(cmd, health_url=f"http://{host}:{args.port}/health", env=env).run()
