@@ -371,3 +371,30 @@ def test_doubt_reward_is_zero_when_clean_and_falls_with_loops():
         build_rewards({"doubt": {"weight": 0.1, "free": 9}}, get_style("chat-boxed"), 64)
     with pytest.raises(MathtuneError, match="did you mean 'limit'"):
         check_rewards({"correctness": 1.0, "doubt": {"weight": 0.1, "limt": 4}})
+
+
+def test_dpo_from_an_sft_adapter_continues_it_against_a_frozen_copy(tiny_model_dir, tmp_path):
+    """model.name = an adapter dir: DPO trains that adapter, and its reference is the adapter as
+    it started (TRL's frozen "ref" copy), not the base model; only the trained adapter is saved."""
+    from test_serve_adapters import make_adapter
+
+    from mathtune.models import load_model
+
+    sft = make_adapter(tiny_model_dir, tmp_path / "sft", seed=3)
+    snap = Snapshot()
+    res = train(recipe("dpo", sft, easy_pairs(tmp_path / "pairs.jsonl"), tmp_path / "run", validation=0.0,
+                       max_steps=4), callbacks=[snap])
+    model = snap.model
+    assert set(model.peft_config) == {"default", "ref"}
+    start = {n: p for n, p in snap.before.items() if ".default." in n}
+    assert start and all(torch.equal(p, snap.before[n.replace(".default.", ".ref.")]) for n, p in start.items())
+    ref_after = {n: snap.after[n.replace(".default.", ".ref.")] for n in start}
+    assert all(torch.equal(start[n], ref_after[n]) for n in start)  # the reference stayed the SFT adapter
+    assert any(not torch.equal(start[n], snap.after[n]) for n in start if "lora_" in n)  # the policy moved
+    rows = [r for r in read_metrics(res.run_dir / "metrics.jsonl") if "rewards/chosen" in r]
+    assert abs(rows[0]["rewards/chosen"]) < 1e-4 and abs(rows[0]["rewards/rejected"]) < 1e-4  # policy == ref at step 1
+    assert not (res.adapter_dir / "ref").exists()
+    tuned, _ = load_model(str(res.adapter_dir), dtype="fp32", device="cpu")  # base + the DPO-trained SFT adapter
+    started, _ = load_model(str(sft), dtype="fp32", device="cpu")
+    key = "model.layers.0.self_attn.q_proj.weight"
+    assert not torch.equal(tuned.state_dict()[key], started.state_dict()[key])

@@ -18,7 +18,9 @@ Defaults from the literature, each overridable in `trainer:`:
 - `beta: 0.1` (the DPO paper's and the RPO paper's value).
 With LoRA/DoRA/QLoRA the adapter is handed to DPOTrainer as a `peft_config`, so there is no
 separate reference model: the reference log-probs come from the same weights with the adapter
-disabled. Full fine-tuning loads a frozen reference copy (TRL's default).
+disabled. Full fine-tuning loads a frozen reference copy (TRL's default). With `model.name` an
+adapter directory (DPO after SFT) training continues that adapter and the reference is the
+starting adapter: TRL copies it into a frozen "ref" adapter (only the trained one is saved).
 Device-aware ones as for SFT: precision from `pick_dtype`, gradient checkpointing only when a
 step's activations would not fit, logging every step, checkpoints every 10% of the run,
 validation (pairs held out by `data.validation`, whole problems at a time) every 10%, best kept.
@@ -200,10 +202,15 @@ def build(recipe: TrainRecipe, model: Any, tokenizer: Any, train_ds: Any, eval_d
     cbs: list[Any] = [nan_guard, MetricsLogCallback(run_dir), ProgressCallback(recipe.run.progress)]
     if recipe.run.early_stopping_patience:
         cbs.append(EarlyStoppingCallback(early_stopping_patience=recipe.run.early_stopping_patience))
-    try:  # the adapter goes in as peft_config: DPOTrainer then uses the adapter-disabled model as reference
+    from peft import PeftModel
+
+    # A new adapter goes in as peft_config: DPOTrainer then uses the adapter-disabled model as the
+    # reference. A continued adapter (model.name: an SFT adapter dir) is a PeftModel already:
+    # DPOTrainer copies it into a frozen "ref" adapter, so the reference is the starting model.
+    new_adapter = None if isinstance(model, PeftModel) else peft_config(model, recipe.method)
+    try:
         trainer = DPOTrainer(model=model, args=config, train_dataset=train_ds, eval_dataset=eval_ds,
-                             processing_class=tokenizer, callbacks=cbs + extra,
-                             peft_config=peft_config(model, recipe.method))
+                             processing_class=tokenizer, callbacks=cbs + extra, peft_config=new_adapter)
     except (ValueError, NotImplementedError) as e:
         raise MathtuneError(f"TRL rejected the DPO setup: {str(e).splitlines()[0][:300]}",
                             "adjust the trainer: or method: block of the recipe") from None

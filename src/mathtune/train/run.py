@@ -141,8 +141,8 @@ def _apply_method(model: Any, recipe: TrainRecipe) -> Any:
         return apply_method(model, recipe.method)
     from peft import PeftModel, get_peft_model
 
-    if isinstance(model, PeftModel) and recipe.stage in ("sft", "cpt", "grpo"):
-        return _continue_adapter(model, recipe)
+    if isinstance(model, PeftModel) and recipe.stage in ("sft", "cpt", "grpo", "dpo"):
+        return _continue_adapter(model, recipe)  # dpo: TRL keeps a frozen copy of it as the reference
     cfg = peft_config(model, recipe.method)
     if cfg is None:
         return prepare_full(model)
@@ -152,9 +152,10 @@ def _apply_method(model: Any, recipe: TrainRecipe) -> Any:
 
 
 def _continue_adapter(model: Any, recipe: TrainRecipe) -> Any:
-    """`model.name` is an adapter directory (e.g. the SFT run's, for GRPO after SFT): training
+    """`model.name` is an adapter directory (e.g. the SFT run's, for GRPO or DPO after SFT): training
     continues that adapter, with its own rank, alpha, targets and dropout (saved beside it), so
-    method settings given explicitly must agree with it."""
+    method settings given explicitly must agree with it. For DPO the reference is then the
+    starting adapter (TRL copies it into a frozen "ref" adapter), not the base model."""
     cfg = model.peft_config[model.active_adapter]
     method = recipe.method
     kind = "dora" if getattr(cfg, "use_dora", False) else "lora"
@@ -278,7 +279,9 @@ def _save_outputs(recipe: TrainRecipe, trainer: Any, tokenizer: Any, run_dir: Pa
     final = run_dir / ("adapter" if is_peft else "model")
     if trainer.is_world_process_zero():
         with atomic_dir(final) as tmp:
-            trainer.model.save_pretrained(tmp)
+            # DPO continuing an adapter holds TRL's frozen "ref" copy beside it: only the trained one is saved
+            extra = {"selected_adapters": ["default"]} if "ref" in getattr(trainer.model, "peft_config", {}) else {}
+            trainer.model.save_pretrained(tmp, **extra)
             tokenizer.save_pretrained(tmp)
     metrics: dict[str, Any] = {k: v for k, v in out.metrics.items() if isinstance(v, int | float)}
     metrics["global_step"] = trainer.state.global_step
