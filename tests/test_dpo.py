@@ -398,3 +398,49 @@ def test_dpo_from_an_sft_adapter_continues_it_against_a_frozen_copy(tiny_model_d
     started, _ = load_model(str(sft), dtype="fp32", device="cpu")
     key = "model.layers.0.self_attn.q_proj.weight"
     assert not torch.equal(tuned.state_dict()[key], started.state_dict()[key])
+
+
+def _eval_run(path: Path, samples: dict[int, list[str]]) -> Path:
+    """An eval run directory whose problem i (gold 2i+1) has the given sample responses."""
+    path.mkdir(parents=True)
+    recs = [{"id": f"p{i}", "index": i, "benchmark": "b", "problem": problem(i), "gold": str(2 * i + 1), "sample": s,
+             "prompt": f"<prompt {i}>", "response": text, "correct": str(2 * i + 1) in text, "status": "ok",
+             "finish_reason": "stop"} for i, texts in samples.items() for s, text in enumerate(texts)]
+    write_jsonl(path / "predictions.jsonl", recs)
+    (path / "config.yaml").write_text("model: m\nbenchmark: b\nsamples: 2\ntemperature: 0.8\n")
+    return path
+
+
+def test_pairs_from_an_eval_runs_graded_samples(tmp_path, capsys):
+    run = _eval_run(tmp_path / "run", {0: [wrong(1), right(1)], 1: [right(3), right(3)], 2: [wrong(5), wrong(5)],
+                                       4: [right(9), wrong(9)]})
+    out = tmp_path / "pairs.jsonl"
+    assert main(["data", "pairs", "--from-run", str(run), "-o", str(out)]) == 0
+    assert "2 pairs from 4 problems: 2 with both outcomes, 1 all right, 1 all wrong" in " ".join(
+        capsys.readouterr().out.split())
+    pairs = read_pairs(out)
+    assert [(p.id, p.chosen, p.rejected, p.prompt) for p in pairs] == [
+        ("p0", right(1), wrong(1), "<prompt 0>"), ("p4", right(9), wrong(9), "<prompt 4>")]
+    assert pairs[0].meta["source_run"] == str(run) and pairs[0].meta["temperature"] == 0.8
+    one = _eval_run(tmp_path / "one", {0: [right(1)], 1: [wrong(3)]})
+    assert main(["data", "pairs", "--from-run", str(one), "-o", str(out)]) == 2
+    assert "one sample per problem" in capsys.readouterr().err
+    assert main(["data", "pairs", "--from-run", str(run), "--model", "x", "-o", str(out)]) == 2
+    assert main(["data", "pairs", "-o", str(out)]) == 2
+
+
+def test_eval_pairs_are_the_validation_set_and_must_be_other_problems(tiny_model_dir, tmp_path):
+    train_pairs = easy_pairs(tmp_path / "pairs.jsonl", 16)
+    held = easy_pairs(tmp_path / "held.jsonl", 8, start=100)
+    r = recipe("reward", tiny_model_dir, train_pairs, tmp_path / "rm", max_steps=4)
+    r["data"] = {"pairs": str(train_pairs), "eval_pairs": str(held)}
+    res = train(TrainRecipe.from_dict(r))
+    evals = [m for m in read_metrics(res.run_dir / "metrics.jsonl") if "eval_accuracy" in m]
+    assert evals and res.metrics.get("eval_accuracy") is not None
+    assert res.best_checkpoint is None  # reported, not used to choose a checkpoint
+    r["data"]["eval_pairs"] = str(easy_pairs(tmp_path / "overlap.jsonl", 4, start=10))
+    r["run"]["output_dir"] = str(tmp_path / "rm2")
+    with pytest.raises(MathtuneError, match="also in data.pairs"):
+        train(TrainRecipe.from_dict(r))
+    with pytest.raises(MathtuneError, match="for stages dpo and reward"):
+        TrainRecipe.from_dict({"stage": "sft", "model": {"name": "m"}, "data": {"path": "x", "eval_pairs": "y"}})

@@ -37,8 +37,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        description="Sample k solutions per problem, grade each against the gold answer, and write "
                                    "a right one (chosen) against a wrong one (rejected) for every problem with both "
                                    "outcomes: the input of stage dpo and stage reward.")
-    p.add_argument("--model", required=True, help="catalogue name, Hub id, local model dir or adapter dir")
-    p.add_argument("--data", required=True, help="built dataset dir (its train split) or a JSONL/JSON/CSV/Parquet file")
+    p.add_argument("--model", help="catalogue name, Hub id, local model dir or adapter dir")
+    p.add_argument("--data", help="built dataset dir (its train split) or a JSONL/JSON/CSV/Parquet file")
+    p.add_argument("--from-run", metavar="RUN",
+                   help="instead of --model/--data: pair the graded samples of an eval run (mathtune eval --samples k)")
     p.add_argument("-o", "--output", required=True, help="pairs JSONL to write")
     p.add_argument("-k", type=int, default=4, help="samples per problem (default 4)")
     p.add_argument("--max-new-tokens", type=int, default=512)
@@ -154,6 +156,11 @@ def _pairs(args: argparse.Namespace) -> int:
     from ..models import load_model, load_tokenizer
     from ..prompts import get_style
 
+    if args.from_run:
+        return _pairs_from_run(args)
+    if not (args.model and args.data):
+        raise MathtuneError("data pairs needs --model and --data (or --from-run RUN)",
+                            "e.g. mathtune data pairs --model smollm2-135m-instruct --data runs/data/x -o pairs.jsonl")
     get_style(args.prompt)  # a misspelt style fails before the model loads
     source = Path(args.data).expanduser()
     if not source.exists():
@@ -181,6 +188,26 @@ def _pairs(args: argparse.Namespace) -> int:
     if not result.records:
         raise MathtuneError(f"no pairs made, nothing written: {result.summary()}",
                             "raise -k or --temperature, or use problems nearer the model's level")
+    out = write_pairs(args.output, result.records)
+    Console().print(f"[green]wrote[/] {out}: {result.summary()}")
+    return 0
+
+
+def _pairs_from_run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from ..data import write_pairs
+    from ..data.pairs import pairs_from_run
+    from ..errors import MathtuneError
+    from ..eval.metrics import load_run
+
+    if args.model or args.data:
+        raise MathtuneError("--from-run pairs an eval run's own samples; --model and --data do not apply",
+                            "drop --model/--data, or drop --from-run to sample anew")
+    result = pairs_from_run(load_run(args.from_run), pairs_per_problem=args.pairs_per_problem)
+    if not result.records:
+        raise MathtuneError(f"no pairs in {args.from_run}: {result.summary()}",
+                            "evaluate with more --samples or a higher --temperature")
     out = write_pairs(args.output, result.records)
     Console().print(f"[green]wrote[/] {out}: {result.summary()}")
     return 0

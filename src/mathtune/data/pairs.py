@@ -5,6 +5,7 @@ from a human-labelled file. The input of `stage: dpo` and `stage: reward`.
 
     from mathtune.data.pairs import make_pairs, read_pairs
     result = make_pairs(examples, generator, k=4, temperature=0.8)   # PairsResult
+    result = pairs_from_run(load_run("runs/eval/x"))                  # an eval run's graded samples
     result.records, result.both, result.all_right, result.all_wrong
     pairs = read_pairs("pairs.jsonl")                                 # list[Pair]
 
@@ -149,7 +150,39 @@ def make_pairs(
     return result
 
 
-def _pairs_of(ex: Example, prompt: str, row: Sequence[Any], verdicts: Sequence[float | None], limit: int,
+def pairs_from_run(run: Any, *, pairs_per_problem: int = 1) -> PairsResult:
+    """Pairs from an eval run's graded samples (`mathtune eval --samples k`; `run` is an
+    `eval.metrics.Run`): nothing is generated. The prompt is the one each sample was generated
+    from; samples are graded again by the same grader `make_pairs` uses, so a problem whose gold
+    it cannot read is skipped as there."""
+    from types import SimpleNamespace
+
+    from ..grading import rewards
+
+    if pairs_per_problem < 1:
+        raise MathtuneError("pairs_per_problem must be >= 1", "pass --pairs-per-problem 1")
+    by_id: dict[str, list[dict[str, Any]]] = {}
+    for rec in run.records:
+        by_id.setdefault(str(rec["id"]), []).append(rec)
+    if max(len(v) for v in by_id.values()) < 2:
+        raise MathtuneError(f"eval run {run.path} has one sample per problem: no problem can have both outcomes",
+                            "evaluate with --samples 4 --temperature 0.8 (or more), then make pairs from that run")
+    provenance = {"model": run.model, "source_run": str(run.path), **{
+        k: run.config.get(k) for k in ("prompt", "samples", "temperature", "top_p", "max_new_tokens", "seed")}}
+    result = PairsResult(records=[], problems=len(by_id))
+    for pid, recs in by_id.items():
+        recs = sorted(recs, key=lambda r: r.get("sample", 0))
+        ex = SimpleNamespace(problem=recs[0].get("problem"), answer=str(recs[0].get("gold")), id=pid,
+                             source=run.benchmark)
+        row = [SimpleNamespace(text=r.get("response") or "", finish_reason=r.get("finish_reason")
+                               or ("length" if r.get("truncated") else "stop")) for r in recs]
+        verdicts = rewards([x.text for x in row], [ex.answer] * len(row))  # None: the gold is unreadable
+        found = _pairs_of(ex, recs[0]["prompt"], row, verdicts, pairs_per_problem, provenance, result)
+        result.records += [p.to_record() for p in found]
+    return result
+
+
+def _pairs_of(ex: Any, prompt: str, row: Sequence[Any], verdicts: Sequence[float | None], limit: int,
               provenance: dict[str, Any], result: PairsResult) -> list[Pair]:
     """The pairs of one problem (distinct texts, in sample order), counting its outcome in `result`."""
     if any(v is None for v in verdicts):

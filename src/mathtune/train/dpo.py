@@ -24,6 +24,8 @@ starting adapter: TRL copies it into a frozen "ref" adapter (only the trained on
 Device-aware ones as for SFT: precision from `pick_dtype`, gradient checkpointing only when a
 step's activations would not fit, logging every step, checkpoints every 10% of the run,
 validation (pairs held out by `data.validation`, whole problems at a time) every 10%, best kept.
+`data.eval_pairs: FILE` scores a separate held-out pairs file instead (e.g. pairs of test-set
+problems from `mathtune data pairs --from-run`); it is reported, never used to pick a checkpoint.
 
 Prompts: a pair with `problem` is rendered in `data.prompt`'s style for this model (the text
 eval prompts with); chat-message pairs go through the chat template; bare string prompts are
@@ -88,7 +90,11 @@ def preference_settings(recipe: TrainRecipe, run_dir: Path, device: str, dtype: 
     }
     if has_eval:
         defaults.update({"eval_strategy": "steps", "eval_steps": 0.1})
-        if recipe.run.keep_best or recipe.run.early_stopping_patience:
+        if recipe.data.eval_pairs:  # a held-out file is reported, never used to pick what is kept
+            if recipe.run.early_stopping_patience:
+                raise MathtuneError("early stopping on data.eval_pairs would choose the model on held-out pairs",
+                                    "drop run.early_stopping_patience, or split validation pairs off data.pairs")
+        elif recipe.run.keep_best or recipe.run.early_stopping_patience:
             defaults.update({"load_best_model_at_end": True, "metric_for_best_model": "eval_loss",
                              "greater_is_better": False})
         for a, b in (("eval_steps", "save_steps"), ("save_steps", "eval_steps")):
@@ -121,7 +127,14 @@ def pair_datasets(recipe: TrainRecipe, tokenizer: Any, end: str | None) -> tuple
 
     spec = recipe.data
     pairs = read_pairs(spec.pairs or "")
-    train, val = split_pairs(pairs, spec.validation, spec.seed)
+    if spec.eval_pairs:  # a held-out file (e.g. pairs of test-set problems): the training pairs stay whole
+        train, val = pairs, read_pairs(spec.eval_pairs)
+        shared = {p.group() for p in val} & {p.group() for p in train}
+        if shared:
+            raise MathtuneError(f"{len(shared)} problems of data.eval_pairs {spec.eval_pairs} are also in data.pairs",
+                                "held-out pairs must come from other problems (e.g. the test split's)")
+    else:
+        train, val = split_pairs(pairs, spec.validation, spec.seed)
     train = train[: spec.limit] if spec.limit else train
     val = val[: spec.validation_limit] if spec.validation_limit else val
     styles = {p.meta.get("prompt_style") for p in pairs if p.problem} - {None, spec.prompt}

@@ -64,6 +64,9 @@ class DataSpec(Section):
     pairs: str | None = Field(
         default=None, description="stage dpo/reward: preference pairs JSONL (`mathtune data pairs`, or "
                                   "prompt/chosen/rejected lines; mathtune.data.pairs)")
+    eval_pairs: str | None = Field(
+        default=None, description="stage dpo/reward: held-out pairs JSONL scored as the validation set (e.g. "
+                                  "`mathtune data pairs --from-run` on a test-set eval); replaces data.validation")
     recipe: str | dict[str, Any] | None = Field(
         default=None, description="data recipe: a YAML path (recipes/data/...) or the recipe inline")
     recipe_overrides: list[str] = Field(default_factory=list)
@@ -161,8 +164,8 @@ class TrainRecipe(Section):
         if preference and self.data.pairs is None:
             raise ValueError(f"stage {self.stage} trains on preference pairs: set data.pairs to a pairs JSONL "
                              "(make one with `mathtune data pairs`)")
-        if not preference and self.data.pairs is not None:
-            raise ValueError(f"data.pairs is for stages dpo and reward, not stage {self.stage}")
+        if not preference and (self.data.pairs is not None or self.data.eval_pairs is not None):
+            raise ValueError(f"data.pairs and data.eval_pairs are for stages dpo and reward, not stage {self.stage}")
         return self
 
     @classmethod
