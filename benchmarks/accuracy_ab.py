@@ -1,7 +1,10 @@
-"""Accuracy A/B runs of the inference-time methods (issue #13), each a paired McNemar comparison.
+"""Accuracy A/B runs on real models, each a paired McNemar comparison: the inference-time methods
+(voting, ensembles, retrieval, tool-integrated reasoning), preference training from the model's own
+graded samples (DPO, a reward model), and transfer to real public benchmarks.
 
-    python benchmarks/inference_ab.py --arms majk,ensemble,retrieval,tir --out runs/ab
-    python benchmarks/inference_ab.py --arms tir --tir-limit 200 --data-dir ../shared/data/benchmarks
+    python benchmarks/accuracy_ab.py --arms majk,ensemble,retrieval,tir --out runs/ab
+    python benchmarks/accuracy_ab.py --arms tir --tir-limit 200 --data-dir ../shared/data/benchmarks
+    python benchmarks/accuracy_ab.py --arms dpo,reward,transfer --out runs/ab
 
 Every arm is a chain of the same `mathtune` commands a user runs (demo, eval, ensemble, compare),
 started as subprocesses; each step's output directory is reused when it is already complete, so
@@ -19,6 +22,14 @@ Arms:
   tir        --tir-model (default Qwen2.5-Coder-0.5B-Instruct) on the first --tir-limit GSM8K test
              problems: chain-of-thought (chat-boxed) vs tool-integrated reasoning (chat-tir,
              --tools python, the sandboxed executor).
+  dpo        pairs of the SFT model's own samples on the demo's training problems (`data pairs`,
+             k=8), held-out pairs from its samples on the test problems (`data pairs --from-run`);
+             DPO (RPO loss) continuing the SFT adapter, the held-out pairs as its validation set;
+             then greedy held-out accuracy, SFT -> SFT+DPO.
+  reward     a reward model (stage reward) on the same training pairs; its ranking accuracy on
+             the held-out pairs (eval_accuracy: chosen scored above rejected).
+  transfer   the base and the SFT model on real public benchmarks they did not train on
+             (--transfer, e.g. svamp,mawps; offline from --data-dir).
 """
 
 from __future__ import annotations
@@ -31,6 +42,7 @@ import sys
 import time
 from pathlib import Path
 
+REPO = Path(__file__).resolve().parents[1]
 FIELDS = "problem=problem,answer=answer,id=id,subject=domain,level=difficulty"
 MATHTUNE = [sys.executable, "-m", "mathtune"]
 
@@ -108,20 +120,26 @@ def main() -> int:
     p.add_argument("--tir-limit", type=int, default=200)
     p.add_argument("--tir-max-new-tokens", type=int, default=512)
     p.add_argument("--data-dir", default=os.environ.get("MATHTUNE_DATA", "../shared/data/benchmarks"))
+    p.add_argument("--dpo-lr", type=float, default=5e-5)
+    p.add_argument("--dpo-epochs", type=float, default=2)
+    p.add_argument("--rm-lr", type=float, default=1e-4)
+    p.add_argument("--transfer", default="svamp,mawps")
+    p.add_argument("--transfer-limit", type=int, default=300)
     args = p.parse_args()
     arms = [a.strip() for a in args.arms.split(",") if a.strip()]
-    unknown = set(arms) - {"majk", "ensemble", "retrieval", "tir"}
+    known = {"majk", "ensemble", "retrieval", "tir", "dpo", "reward", "transfer"}
+    unknown = set(arms) - known
     if unknown:
-        p.error(f"unknown arms {sorted(unknown)}; choose from majk, ensemble, retrieval, tir")
+        p.error(f"unknown arms {sorted(unknown)}; choose from {', '.join(sorted(known))}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     log = out / "commands.log"
     rows: list[dict] = []
 
-    if {"majk", "ensemble", "retrieval"} & set(arms):
+    if {"majk", "ensemble", "retrieval", "dpo", "reward", "transfer"} & set(arms):
         d0 = demo(out / "demo-s0", log, 0, args.n_test)
         test = d0 / "data" / "test.jsonl"
-    if {"majk", "ensemble"} & set(arms):
+    if {"majk", "ensemble", "dpo", "reward"} & set(arms):
         s0 = sampled(out / "samples-s0", log, str(d0 / "train" / "adapter"), test, args)
         maj0 = vote(out / "maj-s0", log, s0)
         if "majk" in arms:
@@ -156,8 +174,56 @@ def main() -> int:
         if tools:
             print(f"  tool use: {json.dumps(tools)}")
 
-    (out / "results.json").write_text(json.dumps(rows, indent=1))
-    print(f"\nwrote {out / 'results.json'}")
+    if {"dpo", "reward"} & set(arms):
+        sft = d0 / "train" / "adapter"
+        pairs = out / "pairs-train.jsonl"
+        if not pairs.is_file():
+            sh(["data", "pairs", "--model", str(sft), "--data", str(d0 / "data" / "train.jsonl"), "-k", "8",
+                "--temperature", str(args.temperature), "--max-new-tokens", "96", "--pairs-per-problem", "2",
+                "-o", str(pairs)], log)
+        held = out / "pairs-heldout.jsonl"
+        if not held.is_file():
+            sh(["data", "pairs", "--from-run", str(s0), "--pairs-per-problem", "2", "-o", str(held)], log)
+        print(f"  pairs: {sum(1 for _ in pairs.open())} training, {sum(1 for _ in held.open())} held-out", flush=True)
+    if "dpo" in arms:
+        run = out / "dpo"
+        if not (run / "adapter" / "adapter_config.json").is_file():
+            sh(["train", str(REPO / "recipes" / "smollm2-135m_dpo_pairs.yaml"), f"model.name={sft}", f"data.pairs={pairs}",
+                f"data.eval_pairs={held}", f"run.output_dir={run}", f"trainer.learning_rate={args.dpo_lr}",
+                f"trainer.num_train_epochs={args.dpo_epochs}", "run.progress=none"], log)
+        logged = [json.loads(line) for line in (run / "metrics.jsonl").open()]
+        last = [r for r in logged if "rewards/accuracies" in r][-5:]
+        held_acc = [r["eval_rewards/accuracies"] for r in logged if "eval_rewards/accuracies" in r]
+        print(f"  DPO rewards/accuracies, mean of the last {len(last)} logged steps: "
+              f"{sum(r['rewards/accuracies'] for r in last) / len(last):.3f}; on the held-out pairs: "
+              f"{held_acc[0]:.3f} (first eval) -> {held_acc[-1]:.3f} (last)", flush=True)
+        tuned = evaluate(out / "eval-dpo", log, args.n_test, "--model", str(run / "adapter"), "--benchmark", str(test),
+                         "--fields", FIELDS, "--prompt", "chat-boxed", "--max-new-tokens", "96")
+        rows.append(compare("SFT -> SFT + DPO (greedy, held-out)", d0 / "eval-tuned", tuned))
+    if "reward" in arms:
+        run = out / "reward"
+        if not (run / "adapter" / "adapter_config.json").is_file():
+            sh(["train", str(REPO / "recipes" / "smollm2-135m_reward_pairs.yaml"), f"data.pairs={pairs}", f"data.eval_pairs={held}",
+                f"run.output_dir={run}", f"trainer.learning_rate={args.rm_lr}", "run.progress=none"], log)
+        logged = [json.loads(line) for line in (run / "metrics.jsonl").open()]
+        held_acc = [r["eval_accuracy"] for r in logged if "eval_accuracy" in r]
+        print(f"  reward model: held-out ranking accuracy {held_acc[0]:.3f} (first eval) -> {held_acc[-1]:.3f} (last)",
+              flush=True)
+        rows.append({"comparison": "reward model held-out ranking accuracy", "eval_accuracy": held_acc[-1],
+                     "curve": held_acc})
+    if "transfer" in arms:
+        for bench in [b.strip() for b in args.transfer.split(",") if b.strip()]:
+            common = ["--benchmark", bench, "--data-dir", args.data_dir, "--limit", str(args.transfer_limit),
+                      "--prompt", "chat-boxed", "--max-new-tokens", "256"]
+            base_run = evaluate(out / f"transfer-{bench}-base", log, 1, "--model", "smollm2-135m-instruct", *common)
+            sft_run = evaluate(out / f"transfer-{bench}-sft", log, 1, "--model", str(d0 / "train" / "adapter"), *common)
+            rows.append(compare(f"{bench}: base -> SFT (did not train on it)", base_run, sft_run))
+
+    results = out / "results.json"  # this invocation's rows replace earlier ones of the same comparison
+    earlier = json.loads(results.read_text()) if results.is_file() else []
+    labels = {r["comparison"] for r in rows}
+    results.write_text(json.dumps([r for r in earlier if r["comparison"] not in labels] + rows, indent=1))
+    print(f"\nwrote {results}")
     return 0
 
 
