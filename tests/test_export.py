@@ -14,12 +14,20 @@ import pytest
 from tiny import make_tiny_tokenizer
 
 from mathtune.cli import main
+from mathtune.commands.export import synthetic_heldout
 from mathtune.errors import MathtuneError
+from mathtune.eval.heldout import heldout_check
 from mathtune.export import export_model, push_folder
 from mathtune.export.gguf_writer import permute_qk
 from mathtune.export.modelfile import default_system_prompt, modelfile_text
 
 TOKENS = 8  # greedy tokens per verification prompt in unit tests: enough to diverge, still seconds
+
+
+def synthetic(tmp_path: Path, n: int = 100, tokens: int = 128):
+    """The held-out check `mathtune export` runs by default: n synthetic held-out problems."""
+    bench, fields, label = synthetic_heldout(n, tmp_path)
+    return heldout_check(bench, n=n, fields=fields, max_new_tokens=tokens, label=label)
 
 
 def _hf(path: Path):
@@ -58,7 +66,7 @@ def test_gguf_f32_roundtrip_is_exact(arch, tiny_model_dir, tiny_qwen2_dir, tmp_p
 
     src_dir = tiny_model_dir if arch == "llama" else tiny_qwen2_dir
     out = tmp_path / "gguf"
-    info = export_model(src_dir, out, fmt="gguf", quant="f32", max_new_tokens=TOKENS).info
+    info = export_model(src_dir, out, fmt="gguf", quant="f32", max_new_tokens=TOKENS, heldout=synthetic(tmp_path)).info
     assert sorted(p.name for p in out.iterdir()) == ["Modelfile", "README.md", "export.json", "model-f32.gguf"]
     assert json.loads((out / "export.json").read_text())["verification"] == info["verification"]
     v = info["verification"]
@@ -120,7 +128,8 @@ def test_permute_qk_is_undone_by_transformers_gguf_loader():
 
 @pytest.mark.parametrize("quant,qtype", [("f16", "F16"), ("bf16", "BF16"), ("q8_0", "Q8_0")])
 def test_gguf_lossy_quants_write_reload_and_report_agreement(quant, qtype, tiny_model_dir, tmp_path):
-    info = export_model(tiny_model_dir, tmp_path / quant, fmt="gguf", quant=quant, max_new_tokens=TOKENS).info
+    info = export_model(tiny_model_dir, tmp_path / quant, fmt="gguf", quant=quant, max_new_tokens=TOKENS,
+                        heldout=synthetic(tmp_path)).info
     v = info["verification"]
     assert 0.0 < v["max_abs_dlogit"] < 0.5  # really quantized, and still close
     assert v["top1_agreement"] >= 0.95 and v["tokenizer_equal"]
@@ -135,12 +144,12 @@ def test_gguf_lossy_quants_write_reload_and_report_agreement(quant, qtype, tiny_
 def test_heldout_check_on_a_benchmark_file_and_skipped_with_zero(tiny_model_dir, tmp_path):
     bench = tmp_path / "b.jsonl"
     bench.write_text("".join(json.dumps({"question": f"What is {i} + 1?", "answer": str(i + 1)}) + "\n" for i in range(6)))
-    v = export_model(tiny_model_dir, tmp_path / "a", fmt="gguf", quant="q8_0", max_new_tokens=TOKENS, heldout=4,
-                     heldout_benchmark=str(bench), heldout_fields="problem=question,answer=answer",
-                     heldout_max_new_tokens=8).info["verification"]
+    check = heldout_check(str(bench), n=4, fields="problem=question,answer=answer", max_new_tokens=8)
+    v = export_model(tiny_model_dir, tmp_path / "a", fmt="gguf", quant="q8_0", max_new_tokens=TOKENS,
+                     heldout=check).info["verification"]
     assert v["heldout"]["n"] == 4 and v["heldout"]["benchmark"] == str(bench)
     v = export_model(tiny_model_dir, tmp_path / "b", fmt="gguf", quant="q8_0", max_new_tokens=TOKENS,
-                     heldout=0).info["verification"]
+                     heldout=None).info["verification"]
     assert "heldout" not in v and "Held-out check" not in (tmp_path / "b" / "README.md").read_text()
 
 
@@ -242,6 +251,12 @@ def test_export_cli_no_verify_and_atomic_replace(tiny_model_dir, tmp_path, capsy
     assert json.loads((out / "export.json").read_text())["verification"] is None
     assert "Not run (`--no-verify`)" in (out / "README.md").read_text()
     assert "wrote" in capsys.readouterr().out
+    # verification by default, the held-out check on synthetic problems included
+    assert main(["export", str(tiny_model_dir), "-o", str(out), "--format", "gguf", "--verify-tokens", "4",
+                 "--heldout", "6", "--heldout-tokens", "8"]) == 0
+    h = json.loads((out / "export.json").read_text())["verification"]["heldout"]
+    assert h["n"] == 6 and h["benchmark"].startswith("synthetic held-out set") and h["identical_responses"] == 6
+    assert "held-out (synthetic" in capsys.readouterr().err
 
 
 # --------------------------------------------------------------------------- push
@@ -378,7 +393,7 @@ def test_smollm2_q8_0_gguf_agrees_on_its_own_tokens_and_accuracy(default_model_d
     """The q8_0 floor: top-1 agreement >= 99% on the tokens the model writes (fixed prompts and
     100 held-out responses), and no significant held-out accuracy change (McNemar)."""
     v = export_model(default_model_dir, tmp_path / "q8", fmt="gguf", quant="q8_0", max_new_tokens=32,
-                     heldout=100, heldout_max_new_tokens=96).info["verification"]
+                     heldout=synthetic(tmp_path, 100, 96)).info["verification"]
     h = v["heldout"]
     assert v["top1_agreement"] >= 0.99 and h["top1_agreement"] >= 0.99 and h["positions"] > 3000
     assert h["mcnemar_p"] >= 0.05

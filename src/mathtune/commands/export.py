@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 HELP = "export a model or adapter: merged safetensors (hf) or GGUF with an Ollama Modelfile, verified"
 
@@ -32,13 +33,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from ..eval.heldout import heldout_check
     from ..export import export_model, passed
 
-    result = export_model(args.model, args.output, fmt=args.format, quant=args.quant, verify=not args.no_verify,
-                          name=args.name, max_new_tokens=args.verify_tokens, heldout=args.heldout,
-                          heldout_benchmark=args.heldout_benchmark, heldout_fields=args.heldout_fields, data_dir=args.data_dir,
-                          heldout_max_new_tokens=args.heldout_tokens,
-                          log=lambda msg: print(f"mathtune: {msg}", file=sys.stderr, flush=True))
+    with tempfile.TemporaryDirectory(prefix="mathtune-export-") as work:
+        check = None
+        if args.heldout:
+            bench, fields, label = args.heldout_benchmark, args.heldout_fields, None
+            if bench == "synth":
+                bench, fields, label = synthetic_heldout(args.heldout, Path(work))
+            check = heldout_check(bench, n=args.heldout, fields=fields, data_dir=args.data_dir,
+                                  max_new_tokens=args.heldout_tokens, label=label)
+        result = export_model(args.model, args.output, fmt=args.format, quant=args.quant, verify=not args.no_verify,
+                              name=args.name, max_new_tokens=args.verify_tokens, heldout=check,
+                              log=lambda msg: print(f"mathtune: {msg}", file=sys.stderr, flush=True))
     info = result.info
     print(f"wrote {result.out_dir} ({', '.join(info['files'])})")
     if passed(info) is False:
@@ -46,3 +56,16 @@ def run(args: argparse.Namespace) -> int:
               "(see export.json 'verification')", file=sys.stderr)
         return 1
     return 0
+
+
+def synthetic_heldout(n: int, work: Path) -> tuple[str, str, str]:
+    """(file, fields, label): the first `n` problems of mathtune's synthetic held-out set
+    (`synth.train_test(0, n, seed=0)`, levels 1-2: the demo's held-out set, disjoint from its
+    training set), written to `work`."""
+    from ..data import synth
+    from ..files import atomic_write_jsonl
+    from .demo import TEST_FIELDS
+
+    _, test = synth.train_test(0, n, levels=[1, 2], seed=0)
+    path = atomic_write_jsonl(work / "heldout.jsonl", [e.to_row() for e in test])
+    return str(path), TEST_FIELDS, "synthetic held-out set (levels 1-2, seed 0)"

@@ -29,7 +29,7 @@ from ..models import adapter_base, is_adapter_dir, load_model, resolve_model
 from .card import render_export_card
 from .gguf_writer import check_architecture, check_quant, write_gguf
 from .modelfile import modelfile_text
-from .verify import compare_heldout, compare_models, heldout_line, reload_export, summary_line
+from .verify import compare_models, heldout_line, reload_export, summary_line
 
 ExportFormat = Literal["hf", "gguf"]
 
@@ -42,14 +42,13 @@ class ExportResult:
 
 def export_model(model_ref: str | os.PathLike, out_dir: str | os.PathLike, *, fmt: ExportFormat = "hf",
                  quant: str = "f32", verify: bool = True, name: str | None = None, pull: bool = True,
-                 max_new_tokens: int = 32, heldout: int = 100, heldout_benchmark: str = "synth",
-                 heldout_fields: str | None = None, data_dir: str | None = None, heldout_max_new_tokens: int = 128,
+                 max_new_tokens: int = 32, heldout: Callable[..., dict[str, Any]] | None = None,
                  log: Callable[[str], None] | None = None) -> ExportResult:
     """Write the export to `out_dir` (replaced if it exists) and return what was recorded.
 
-    With `verify`, `heldout` problems (0: none) of `heldout_benchmark` ("synth": mathtune's
-    synthetic held-out set; else a registered benchmark or JSONL with `heldout_fields`, offline from `data_dir`) are
-    solved by the source and by the reloaded export: `info["verification"]["heldout"]`."""
+    With `verify` and a `heldout` check (`mathtune.eval.heldout.heldout_check(n=100)`, which the
+    CLI passes by default), held-out problems are solved by the source and by the reloaded
+    export: `info["verification"]["heldout"]`."""
     say = log or (lambda _msg: None)
     q = check_quant(quant) if fmt == "gguf" else None
     path = resolve_model(model_ref, pull=pull)
@@ -78,11 +77,10 @@ def export_model(model_ref: str | os.PathLike, out_dir: str | os.PathLike, *, fm
             reloaded, rtok = reload_export(tmp, fmt, gguf_name)
             info["verification"] = compare_models(model, tok, reloaded, rtok, max_new_tokens=max_new_tokens)
             say(summary_line(info["verification"]))
-            if heldout:
-                say(f"verifying: {heldout} held-out problems solved by the source and by the export")
+            if heldout is not None:
+                say("verifying: held-out problems solved by the source and by the export")
                 with tempfile.TemporaryDirectory(prefix="mathtune-export-heldout-") as work:
-                    h = compare_heldout(model, tok, reloaded, rtok, Path(work), n=heldout, benchmark=heldout_benchmark,
-                                        fields=heldout_fields, data_dir=data_dir, max_new_tokens=heldout_max_new_tokens)
+                    h = heldout(model, tok, reloaded, rtok, Path(work))
                 info["verification"]["heldout"] = h
                 say(heldout_line(h))
             del reloaded

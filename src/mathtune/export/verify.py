@@ -18,10 +18,9 @@ On fixed math prompts (rendered through the chat template when the tokenizer has
 Runs in fp32 on the CPU, batch 1, so the numbers do not depend on padding. The reloaded
 tokenizer's eos id is compared too (`eos_equal`): a wrong EOS is a classic cause of run-on output.
 
-`compare_heldout` then solves a held-out problem set with both (mathtune's eval: batched greedy
-decoding, the grader), each model through its own tokenizer and chat template, and reports both
-accuracies with the paired McNemar test, how many responses are identical, and the top-1
-agreement teacher-forced on the source's held-out responses (thousands of positions).
+`export_model(heldout=...)` then runs a held-out check on both models, built by the command
+layer from `mathtune.eval.heldout.heldout_check` (batched greedy solving, the grader, paired
+McNemar; the export stage itself does not import the eval stage); `heldout_line` formats it.
 """
 
 from __future__ import annotations
@@ -126,65 +125,6 @@ def compare_models(source: Any, source_tok: Any, reloaded: Any, reloaded_tok: An
         "top1_agreement_all": agree / max(positions, 1),
         "positions": positions,
         "per_prompt": rows,
-    }
-
-
-def heldout_benchmark(n: int, benchmark: str = "synth", seed: int = 0, work_dir: Path | None = None,
-                      fields: str | None = None) -> tuple[str, str | None]:
-    """(benchmark, fields) for the held-out check: a registered benchmark or JSONL as given, or for
-    "synth" the first `n` problems of the synthetic held-out set (`synth.train_test(.., seed)`: the
-    demo's held-out set for seed 0, disjoint from its training set) written to `work_dir`."""
-    if benchmark != "synth":
-        return benchmark, fields
-    from ..data import synth
-    from ..files import atomic_write_jsonl
-
-    if work_dir is None:
-        raise ValueError("a synthetic held-out set needs a work_dir to be written to")
-    _, test = synth.train_test(0, n, levels=[1, 2], seed=seed)
-    path = atomic_write_jsonl(Path(work_dir) / "heldout.jsonl", [e.to_row() for e in test])
-    return str(path), "problem=problem,answer=answer,id=id,subject=domain,level=difficulty"
-
-
-def compare_heldout(source: Any, source_tok: Any, reloaded: Any, reloaded_tok: Any, work_dir: Path, *,
-                    n: int = 100, benchmark: str = "synth", fields: str | None = None, data_dir: str | None = None,
-                    max_new_tokens: int = 128, batch_size: int = 32) -> dict[str, Any]:
-    """Accuracy of source and export on `n` held-out problems, paired; the eval runs stay in `work_dir`."""
-    import torch
-
-    from ..eval import EvalConfig, run_eval
-    from ..eval.compare import compare_runs
-    from ..eval.metrics import load_run
-    from ..generation.hf import HFGenerator
-
-    name, fields = heldout_benchmark(n, benchmark, work_dir=work_dir, fields=fields)
-    runs = {}
-    for label, model, tok in (("source", source, source_tok), ("export", reloaded, reloaded_tok)):
-        cfg = EvalConfig(model=label, benchmark=name, fields=fields, data_dir=data_dir, limit=n, prompt="chat-boxed",
-                         max_new_tokens=max_new_tokens, batch_size=batch_size, dtype="fp32",
-                         output=str(Path(work_dir) / label))
-        runs[label] = run_eval(cfg, progress=False, generator=HFGenerator(model, tok, batch_size=batch_size)).records
-    cmp = compare_runs(load_run(Path(work_dir) / "source"), load_run(Path(work_dir) / "export"))
-    agree = positions = 0
-    for rec in runs["source"]:
-        prompt = source_tok(rec["prompt"], add_special_tokens=False)["input_ids"]
-        response = source_tok(rec["response"], add_special_tokens=False)["input_ids"]
-        if not response:
-            continue
-        seq = torch.tensor([prompt + response])
-        with torch.no_grad():
-            a = source(input_ids=seq).logits[0, len(prompt) - 1:-1]
-            b = reloaded(input_ids=seq).logits[0, len(prompt) - 1:-1]
-        agree += int((a.argmax(-1) == b.argmax(-1)).sum())
-        positions += a.shape[0]
-    same_text = sum(ra["response"] == rb["response"] for ra, rb in zip(runs["source"], runs["export"], strict=True))
-    return {
-        "benchmark": "synthetic held-out set (levels 1-2, seed 0)" if benchmark == "synth" else benchmark,
-        "n": cmp["shared"], "max_new_tokens": max_new_tokens,
-        "accuracy_source": cmp["accuracy_a"]["value"], "accuracy_export": cmp["accuracy_b"]["value"],
-        "delta": cmp["delta"], "delta_ci95": cmp["delta_ci95"], "mcnemar_p": cmp["mcnemar_p"],
-        "fixed": cmp["fixed"], "broken": cmp["broken"], "identical_responses": same_text,
-        "top1_agreement": agree / max(positions, 1), "positions": positions,
     }
 
 
