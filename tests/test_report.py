@@ -81,6 +81,31 @@ def test_examples_are_side_by_side_and_escaped(tmp_path):
     assert '<span class="tag ok">correct</span>' in block and '<span class="tag no">wrong</span>' in block
 
 
+def test_tool_use_is_in_the_report_per_run_and_per_problem(tmp_path):
+    """A tool-integrated run (--tools python): its program counts in the summary, and each shown
+    example says how many programs it ran, failed and timed out."""
+    from mathtune.eval.metrics import compute_metrics
+
+    run_dir = tmp_path / "tir"
+    shutil.copytree(RUNS / "tuned", run_dir)
+    rows = [json.loads(line) for line in (run_dir / "predictions.jsonl").read_text().splitlines()]
+    for i, r in enumerate(rows):
+        r.update(tool_calls=i % 3, tool_failures=int(i % 3 == 2), tool_timeouts=int(i % 5 == 4) * (i % 3 > 0),
+                 tool_limit_reached=False)
+    (run_dir / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    metrics = compute_metrics(rows, k=max(r["sample"] for r in rows) + 1)
+    (run_dir / "metrics.json").write_text(json.dumps(metrics))
+    html = build_report([load_run(RUNS / "base"), load_run(run_dir)])
+    t = metrics["tools"]
+    table = html[html.index("<h3>Tool use</h3>"):]
+    table = table[:table.index("</table>")]
+    assert f">{t['calls']}</td>" in table and f">{t['failures']}</td>" in table and "tuned" in table
+    assert t["calls"] > 0 and t["failures"] > 0
+    shown = [r for r in rows if r["sample"] == 0 and r["tool_calls"] and f"<code>{r['id']}</code>" in html]
+    assert shown and all(f"{r['tool_calls']} programs ({r['tool_failures']} failed" in html for r in shown)
+    assert "<h3>Tool use</h3>" not in build_report([load_run(RUNS / "base"), load_run(RUNS / "tuned")])
+
+
 def test_single_run_defaults_to_its_directory(tmp_path, capsys):
     run_dir = tmp_path / "only"
     shutil.copytree(RUNS / "base", run_dir)

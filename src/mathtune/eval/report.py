@@ -224,7 +224,8 @@ def summary_section(labels: list[str], runs: list[Run], metrics: list[dict[str, 
             "–" if m["diagnostics"]["tokens"]["mean"] is None else f"{m['diagnostics']['tokens']['mean']:.0f}",
         ])
     table = _table(["Run", "Model", "Benchmark", "n", "Accuracy [95% CI]", "maj@k", "pass@k", "Mean tokens"], rows, left=3)
-    return (f"<section><h2>Summary</h2>{table}{sampling_table(labels, metrics)}<p class=note>Accuracy is on the greedy sample (sample 0) "
+    return (f"<section><h2>Summary</h2>{table}{sampling_table(labels, metrics)}{tools_table(labels, metrics)}"
+            f"<p class=note>Accuracy is on the greedy sample (sample 0) "
             "with a 95% Wilson score interval. maj@k: self-consistency vote over equivalent answers; "
             "pass@k: unbiased estimator (Chen et al. 2021).</p>"
             f"{accuracy_chart(labels, metrics)}</section>")
@@ -243,6 +244,20 @@ def sampling_table(labels: list[str], metrics: list[dict[str, Any]]) -> str:
                      *[_pct(pk.get(str(k))) for k in ks]])
     return "<h3>Sampling</h3>" + _table(["Run", "Samples", "Mean sample acc.", "maj@k [95% CI]",
                                          *[f"pass@{k}" for k in ks]], rows)
+
+
+def tools_table(labels: list[str], metrics: list[dict[str, Any]]) -> str:
+    """Programs run, failed and timed out per run, for tool-integrated runs (`--tools python`)."""
+    rows = []
+    for label, m in zip(labels, metrics, strict=True):
+        t = m.get("tools")
+        if t:
+            rows.append([f"<b>{_e(label)}</b>", str(t["calls"]), f"{t['calls_per_response']:.2f}",
+                         str(t["responses_with_calls"]), str(t["failures"]), str(t["timeouts"]), str(t["limit_reached"])])
+    if not rows:
+        return ""
+    return "<h3>Tool use</h3>" + _table(["Run", "Programs run", "Per response", "Responses with a program",
+                                         "Failed", "Timed out", "Hit the call limit"], rows)
 
 
 def categories_section(labels: list[str], metrics: list[dict[str, Any]]) -> str:
@@ -302,8 +317,10 @@ def _example(item: dict[str, Any], ra: dict[str, Any], rb: dict[str, Any], la: s
     def side(label: str, r: dict[str, Any]) -> str:
         tag = '<span class="tag ok">correct</span>' if r.get("correct") else '<span class="tag no">wrong</span>'
         answer = "none" if r.get("extracted") is None else f"<code>{_e(r['extracted'])}</code>"
+        tools = (f" · {r['tool_calls']} programs ({r.get('tool_failures') or 0} failed, "
+                 f"{r.get('tool_timeouts') or 0} timed out)" if r.get("tool_calls") else "")
         return (f"<div><b>{_e(label)}</b> {tag} <span class=note>answer: {answer}"
-                f" · {_e(r.get('tokens'))} tokens{' · truncated' if r.get('truncated') else ''}</span>"
+                f" · {_e(r.get('tokens'))} tokens{' · truncated' if r.get('truncated') else ''}{tools}</span>"
                 f"<pre>{_e(_cut(str(r.get('response') or '')))}</pre></div>")
 
     cat = " · ".join(_e(x) for x in (item.get("subject"), item.get("level")) if x is not None)

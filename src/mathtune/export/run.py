@@ -46,7 +46,7 @@ def export_model(model_ref: str | os.PathLike, out_dir: str | os.PathLike, *, fm
                  log: Callable[[str], None] | None = None) -> ExportResult:
     """Write the export to `out_dir` (replaced if it exists) and return what was recorded.
 
-    With `verify` and a `heldout` check (`mathtune.eval.heldout.heldout_check(n=100)`, which the
+    With `verify` and a `heldout` check (`mathtune.eval.heldout.heldout_check(FILE, n=100)`, which the
     CLI passes by default), held-out problems are solved by the source and by the reloaded
     export: `info["verification"]["heldout"]`."""
     say = log or (lambda _msg: None)
