@@ -19,6 +19,7 @@ its own):
   mt-gc     mathtune with trainer.gradient_checkpointing: true (memory vs time)
 
 Measured per arm: seconds per step (median over the steps after the first, which is warm-up),
+for mathtune's rollout arms the seconds of it spent sampling (`rollout_s` in metrics.jsonl),
 completion tokens generated per second (the arms sample different completions, so this is the
 like-for-like rate when lengths differ), mean completion length, and peak RSS. Then the ratios
 against `trl`. The first lines name the CPU kind, the dtype and the thread count.
@@ -48,7 +49,7 @@ def step_meter():
 
     class Meter(TrainerCallback):
         def __init__(self):
-            self.times, self.lengths, self.t0 = [], [], 0.0
+            self.times, self.lengths, self.rollout, self.t0 = [], [], [], 0.0
 
         def on_step_begin(self, args, state, control, **kw):
             self.t0 = time.perf_counter()
@@ -59,6 +60,8 @@ def step_meter():
         def on_log(self, args, state, control, logs=None, **kw):
             if logs and "completions/mean_length" in logs:
                 self.lengths.append(float(logs["completions/mean_length"]))
+            if logs and "rollout_s" in logs:  # mathtune's rollout arms: seconds sampling within the step
+                self.rollout.append(float(logs["rollout_s"]))
 
     return Meter()
 
@@ -134,6 +137,7 @@ def child(arm: str, steps: int, length: int, out: str) -> None:
     Path(out).write_text(json.dumps({
         "arm": arm, "steps": len(meter.times), "step_s": step_s, "all_steps_s": meter.times,
         "mean_length": statistics.mean(lengths),
+        "rollout_s": statistics.median(meter.rollout[1:] or meter.rollout) if meter.rollout else None,
         "tokens_per_s": PROMPTS * GROUP * sum(lengths) / sum(times) if times else 0.0,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "tokens_per_step": tokens}))
 
@@ -175,6 +179,7 @@ def main() -> None:
         r = results[arm]
         print(f"{arm:>9}: {r['step_s']:7.2f} s/step  {r['tokens_per_s']:7.1f} completion tokens/s  "
               f"mean length {r['mean_length']:5.1f}  peak RSS {r['peak_rss_mb']:7.0f} MB  "
+              + (f"rollout {r['rollout_s']:.1f} s of the step  " if r.get("rollout_s") is not None else "") +
               f"(steps {', '.join(f'{x:.1f}' for x in r['all_steps_s'])}; {time.perf_counter() - t:.0f} s)",
               flush=True)
     base = results.get("trl")

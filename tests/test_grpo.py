@@ -72,6 +72,7 @@ def test_grpo_trains_lora_only_and_logs_reward_metrics(tiny_model_dir, tmp_path,
     for key in ("reward", "reward_std", "frac_reward_zero_std", "rewards/random/mean", "rewards/format_only/mean"):
         assert all(isinstance(r[key], float) for r in rows), key
     assert any(r["rewards/random/mean"] > 0 for r in rows)
+    assert all(0 < r["rollout_s"] < r["step_time"] for r in rows)  # mathtune's rollout, timed inside the step
     assert (res.adapter_dir / "adapter_model.safetensors").is_file()
     assert (res.run_dir / "checkpoint-2" / "trainer_state.json").is_file()
     assert "on TRL's GRPOTrainer" in (res.run_dir / "README.md").read_text()

@@ -201,6 +201,20 @@ class CompletionLog:
         return values
 
 
+class RolloutTimeCallback(TrainerCallback):
+    """Adds `rollout_s`, the seconds mathtune's rollout spent sampling since the last log, to the
+    logged metrics; beside TRL's `step_time` it says how a step splits between sampling and the
+    trainer's scoring, loss and update."""
+
+    def __init__(self, rollout: Any) -> None:
+        self.rollout = rollout
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kw: Any) -> None:
+        if logs is not None and "loss" in logs:
+            logs["rollout_s"] = round(self.rollout.seconds, 4)
+            self.rollout.seconds = 0.0
+
+
 def make_rollout(recipe: TrainRecipe, config: Any, tokenizer: Any) -> Any:
     """mathtune's decode loop as TRL's `rollout_func` (`grpo.rollout: mathtune`), else None (TRL's own)."""
     if recipe.grpo.rollout != "mathtune" or config.use_vllm:
@@ -261,6 +275,8 @@ def build(recipe: TrainRecipe, model: Any, tokenizer: Any, train_ds: Any, run_di
 
         train_ds = filter_by_pass_rate(train_ds, model, tokenizer, recipe.grpo.pass_rate, config, run_dir,
                                        recipe.seed, rollout)
+    if rollout is not None:  # before MetricsLogCallback, which writes the logs this adds to
+        cbs.insert(0, RolloutTimeCallback(rollout))
     trainer = build_grpo_trainer(model, tokenizer, config, train_ds, funcs, cbs + extra, optimizer, rollout)
     if device == "cpu":
         from ..models import retune_callback, tune_threads

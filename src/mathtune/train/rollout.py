@@ -33,6 +33,7 @@ Sampling options the decode loop does not implement (`top_k`, `min_p`, `repetiti
 from __future__ import annotations
 
 import copy
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -74,6 +75,7 @@ class DecodeRollout:
         self._pairs: list[tuple[Any, Any]] = []  # (LoRA layer of the policy, plain linear of the shadow)
         self._gen: Any = None
         self._gen_model: Any = None
+        self.seconds = 0.0  # spent sampling since grpo.RolloutTimeCallback last logged it
         self.__name__ = "mathtune_decode_rollout"
 
     # ------------------------------------------------------------------ policy
@@ -178,7 +180,9 @@ class DecodeRollout:
         step = int(trainer.state.global_step)
         seeds = [stable_seed(f"grpo:{step}:{i}") for i in starts]
         model = trainer.accelerator.unwrap_model(trainer.model)
+        t0 = time.perf_counter()
         out = self.sample(model, [prompt_ids[i] for i in starts], n, seeds)
+        self.seconds += time.perf_counter() - t0  # read (and reset) by grpo.RolloutTimeCallback
         completions = [c for per in out for c in per]
         return {"prompt_ids": prompt_ids,
                 "completion_ids": [list(c.token_ids or ()) for c in completions],
