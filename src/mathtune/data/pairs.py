@@ -167,8 +167,8 @@ def pairs_from_run(run: Any, *, pairs_per_problem: int = 1) -> PairsResult:
     if max(len(v) for v in by_id.values()) < 2:
         raise MathtuneError(f"eval run {run.path} has one sample per problem: no problem can have both outcomes",
                             "evaluate with --samples 4 --temperature 0.8 (or more), then make pairs from that run")
-    provenance = {"model": run.model, "source_run": str(run.path), **{
-        k: run.config.get(k) for k in ("prompt", "samples", "temperature", "top_p", "max_new_tokens", "seed")}}
+    provenance = {"model": run.model, "source_run": str(run.path), "prompt_style": run.config.get("prompt"), **{
+        k: run.config.get(k) for k in ("samples", "temperature", "top_p", "max_new_tokens", "seed")}}
     result = PairsResult(records=[], problems=len(by_id))
     for pid, recs in by_id.items():
         recs = sorted(recs, key=lambda r: r.get("sample", 0))
