@@ -72,3 +72,16 @@ def test_missing_file_and_bad_override(tmp_path):
         load_recipe(Recipe, tmp_path / "nope.yaml")
     with pytest.raises(MathtuneError, match="bad override"):
         apply_overrides({}, ["no-equals-sign"])
+
+
+def test_exponent_floats_without_a_dot_are_numbers(tmp_path):
+    """YAML 1.1 (PyYAML's default) reads `1e-4` as a string; recipes and overrides read it as a
+    number, as YAML 1.2 does (a string learning rate only failed later, inside the optimizer)."""
+    from mathtune.config import apply_overrides, read_yaml
+
+    path = tmp_path / "r.yaml"
+    path.write_text("lr: 1e-4\nother: 5.0e-6\nsteps: 3\nname: 1e3x\nneg: -2E+2\n")
+    assert read_yaml(path) == {"lr": 1e-4, "other": 5e-6, "steps": 3, "name": "1e3x", "neg": -200.0}
+    out = apply_overrides({}, ["trainer.learning_rate=5e-05", "a=true", "b=[1, 2]", "c=text"])
+    assert out == {"trainer": {"learning_rate": 5e-05}, "a": True, "b": [1, 2], "c": "text"}
+    assert isinstance(out["trainer"]["learning_rate"], float)

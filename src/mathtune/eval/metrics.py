@@ -272,9 +272,9 @@ def _read_optional(path: Path, kind: str, warnings: list[str]) -> dict[str, Any]
         return {}
     try:
         if kind == "yaml":
-            import yaml
+            from ..config import load_yaml
 
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+            data = load_yaml(path.read_text(encoding="utf-8"))
         else:
             import json
 
