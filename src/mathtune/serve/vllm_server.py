@@ -141,6 +141,9 @@ class Supervisor:
             self._start()
             if self._wait_ready():
                 self.log(f"vLLM is up ({self.health_url.rsplit('/', 1)[0]}/v1, pid {self.proc.pid})")
+            elif self.proc is not None and self.proc.poll() is None and not self._stopping:
+                self.log(f"vLLM (pid {self.proc.pid}) has not answered {self.health_url} in "
+                         f"{self.ready_timeout_s:.0f} s; it keeps running, see its own log above")
             assert self.proc is not None
             while self.proc.poll() is None:
                 time.sleep(self.poll_s)
