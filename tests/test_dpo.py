@@ -303,7 +303,7 @@ def test_unknown_trainer_keys_name_the_closest_field(tiny_model_dir, tmp_path):
 def test_preference_stages_need_pairs_and_only_they_take_them(tmp_path):
     with pytest.raises(MathtuneError, match="stage dpo trains on preference pairs"):
         TrainRecipe.from_dict({"stage": "dpo", "data": {"synth": {"n": 4}}})
-    with pytest.raises(MathtuneError, match="data.pairs is for stages dpo and reward"):
+    with pytest.raises(MathtuneError, match="data.pairs and data.eval_pairs are for stages dpo and reward"):
         TrainRecipe.from_dict({"stage": "sft", "data": {"pairs": "p.jsonl"}})
     with pytest.raises(MathtuneError, match="one data source"):
         TrainRecipe.from_dict({"stage": "reward", "data": {"pairs": "p.jsonl", "path": "x.jsonl"}})
