@@ -58,3 +58,20 @@ def test_demo_default_shows_significant_gain_within_20_minutes(default_model_dir
     assert minutes <= 20, f"demo took {minutes:.1f} min"
     assert summary["delta"] >= 0.10, summary
     assert summary["mcnemar_p"] < 0.05, summary
+
+
+def test_train_seed_seeds_the_fine_tune_and_nothing_else(tmp_path):
+    """--train-seed changes the SFT recipe's seed (adapter init, data order) and leaves the data,
+    which --seed builds, and every other setting alone; unset, the fine-tune takes --seed."""
+    import argparse
+
+    from mathtune.commands import demo
+
+    parser = argparse.ArgumentParser()
+    demo.add_arguments(parser)
+    base = parser.parse_args(["--seed", "3"])
+    other = parser.parse_args(["--seed", "3", "--train-seed", "7"])
+    a = demo.sft_recipe("m", tmp_path / "train.jsonl", tmp_path / "run", base)
+    b = demo.sft_recipe("m", tmp_path / "train.jsonl", tmp_path / "run", other)
+    assert (a.seed, b.seed) == (3, 7)
+    assert a.model_dump(exclude={"seed"}) == b.model_dump(exclude={"seed"})

@@ -256,6 +256,7 @@ def test_export_cli_no_verify_and_atomic_replace(tiny_model_dir, tmp_path, capsy
                  "--heldout", "6", "--heldout-tokens", "8"]) == 0
     h = json.loads((out / "export.json").read_text())["verification"]["heldout"]
     assert h["n"] == 6 and h["benchmark"].startswith("synthetic held-out set") and h["identical_responses"] == 6
+    assert h["max_new_tokens"] == 8 and h["positions"] <= 6 * 8 + 6  # --heldout-tokens caps what is generated
     assert "held-out (synthetic" in capsys.readouterr().err
 
 

@@ -87,10 +87,11 @@ def _evaluate(model: str, test_path: Path, out_dir: Path, args: argparse.Namespa
     return m
 
 
-def _train(model: str, train_path: Path, out_dir: Path, args: argparse.Namespace) -> Path:
-    from ..train import TrainRecipe, train
+def sft_recipe(model: str, train_path: Path, out_dir: Path, args: argparse.Namespace) -> Any:
+    """The demo's LoRA SFT recipe (a `TrainRecipe`); --train-seed, when given, seeds it instead of --seed."""
+    from ..train import TrainRecipe
 
-    recipe = TrainRecipe.from_dict({
+    return TrainRecipe.from_dict({
         "name": "demo",
         "seed": args.seed if args.train_seed is None else args.train_seed,
         "model": {"name": model},
@@ -106,7 +107,12 @@ def _train(model: str, train_path: Path, out_dir: Path, args: argparse.Namespace
             "packing": False,
         },
     })
-    result = train(recipe)
+
+
+def _train(model: str, train_path: Path, out_dir: Path, args: argparse.Namespace) -> Path:
+    from ..train import train
+
+    result = train(sft_recipe(model, train_path, out_dir, args))
     if result.adapter_dir is None:
         raise RuntimeError("LoRA training returned no adapter directory")
     print(f"  adapter -> {result.adapter_dir}")
