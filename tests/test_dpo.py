@@ -373,7 +373,7 @@ def test_doubt_reward_is_zero_when_clean_and_falls_with_loops():
         check_rewards({"correctness": 1.0, "doubt": {"weight": 0.1, "limt": 4}})
 
 
-def test_dpo_from_an_sft_adapter_continues_it_against_a_frozen_copy(tiny_model_dir, tmp_path):
+def test_dpo_from_an_sft_adapter_continues_it_against_a_frozen_copy(tiny_model_dir, tmp_path, dtype):
     """model.name = an adapter dir: DPO trains that adapter, and its reference is the adapter as
     it started (TRL's frozen "ref" copy), not the base model; only the trained adapter is saved."""
     from test_serve_adapters import make_adapter
@@ -382,7 +382,7 @@ def test_dpo_from_an_sft_adapter_continues_it_against_a_frozen_copy(tiny_model_d
 
     sft = make_adapter(tiny_model_dir, tmp_path / "sft", seed=3)
     snap = Snapshot()
-    res = train(recipe("dpo", sft, easy_pairs(tmp_path / "pairs.jsonl"), tmp_path / "run", validation=0.0,
+    res = train(recipe("dpo", sft, easy_pairs(tmp_path / "pairs.jsonl"), tmp_path / "run", dtype, validation=0.0,
                        max_steps=4), callbacks=[snap])
     model = snap.model
     assert set(model.peft_config) == {"default", "ref"}
