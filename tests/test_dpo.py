@@ -438,6 +438,21 @@ def test_eval_pairs_are_the_validation_set_and_must_be_other_problems(tiny_model
     evals = [m for m in read_metrics(res.run_dir / "metrics.jsonl") if "eval_accuracy" in m]
     assert evals and res.metrics.get("eval_accuracy") is not None
     assert res.best_checkpoint is None  # reported, not used to choose a checkpoint
+    # the pooled held-out ranking, scored by the saved model as the GRPO reward scores
+    from mathtune.models import load_tokenizer
+    from mathtune.train.grpo import prompt_text
+    from mathtune.train.reward_model import reward_model_scores
+
+    ranking = res.metrics["eval_ranking"]
+    assert json.loads((res.run_dir / "result.json").read_text())["metrics"]["eval_ranking"] == ranking
+    tok = load_tokenizer(tiny_model_dir)
+    pairs = read_pairs(held)
+    prompts = [prompt_text(get_style("chat-boxed"), p.problem, tok, None) for p in pairs]
+    good = reward_model_scores(res.run_dir, prompts, [p.chosen for p in pairs])
+    bad = reward_model_scores(res.run_dir, prompts, [p.rejected for p in pairs])
+    assert ranking["n"] == len(pairs) == 8
+    assert ranking["correct"] == sum(g > b for g, b in zip(good, bad, strict=True))
+    assert ranking["accuracy"] == ranking["correct"] / 8 and ranking["ci95"][0] <= ranking["accuracy"] <= ranking["ci95"][1]
     r["data"]["eval_pairs"] = str(easy_pairs(tmp_path / "overlap.jsonl", 4, start=10))
     r["run"]["output_dir"] = str(tmp_path / "rm2")
     with pytest.raises(MathtuneError, match="also in data.pairs"):

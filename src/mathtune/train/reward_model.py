@@ -285,3 +285,23 @@ def reward_model_scores(model_dir: str | Path, prompts: Sequence[Any], completio
                         *, batch_size: int = 8, device: str = "auto") -> list[float]:
     """One reward-model score per (prompt, completion): higher is preferred."""
     return RewardModelScorer(model_dir, device=device, batch_size=batch_size).score(prompts, completions)
+
+
+def ranking_accuracy(model_dir: str | Path, prompts: Sequence[Any], chosen: Sequence[Any], rejected: Sequence[Any],
+                     *, batch_size: int = 8, device: str = "auto") -> dict[str, Any]:
+    """How often the reward model scores `chosen` above `rejected`, pooled over every pair (a tie
+    counts as wrong), with its Wilson 95% interval: {n, correct, ties, accuracy, ci95, margin}."""
+    from ..eval.metrics import wilson_interval
+
+    if not (len(prompts) == len(chosen) == len(rejected)) or not prompts:
+        raise MathtuneError(f"ranking needs as many prompts, chosen and rejected answers, got "
+                            f"{len(prompts)}/{len(chosen)}/{len(rejected)}", "pass one (prompt, chosen, rejected) per pair")
+    scorer = RewardModelScorer(model_dir, device=device, batch_size=batch_size)
+    good = scorer.score(list(prompts), list(chosen))
+    bad = scorer.score(list(prompts), list(rejected))
+    correct = sum(g > b for g, b in zip(good, bad, strict=True))
+    n = len(good)
+    lo, hi = wilson_interval(correct, n)
+    return {"n": n, "correct": correct, "ties": sum(g == b for g, b in zip(good, bad, strict=True)),
+            "accuracy": correct / n, "ci95": [round(lo, 4), round(hi, 4)],
+            "margin": sum(g - b for g, b in zip(good, bad, strict=True)) / n}

@@ -94,7 +94,7 @@ def train(recipe: TrainRecipe | dict[str, Any] | str | os.PathLike, overrides: l
     out = trainer.train(resume_from_checkpoint=resume)
     if nan_guard.bad_step is not None:
         _raise_nan(run_dir, nan_guard)
-    return _save_outputs(recipe, trainer, tokenizer, run_dir, out, eval_ds is not None, resume)
+    return _save_outputs(recipe, trainer, tokenizer, run_dir, out, eval_ds, resume)
 
 
 def _load(recipe: TrainRecipe) -> tuple[Any, Any, str, Any, int]:
@@ -271,7 +271,7 @@ def _raise_nan(run_dir: Path, guard: NanGuardCallback) -> None:
 # --------------------------------------------------------------------------- outputs
 
 
-def _save_outputs(recipe: TrainRecipe, trainer: Any, tokenizer: Any, run_dir: Path, out: Any, has_eval: bool,
+def _save_outputs(recipe: TrainRecipe, trainer: Any, tokenizer: Any, run_dir: Path, out: Any, eval_ds: Any,
                   resume: str | None) -> TrainResult:
     from .card import write_card
 
@@ -285,7 +285,7 @@ def _save_outputs(recipe: TrainRecipe, trainer: Any, tokenizer: Any, run_dir: Pa
             tokenizer.save_pretrained(tmp)
     metrics: dict[str, Any] = {k: v for k, v in out.metrics.items() if isinstance(v, int | float)}
     metrics["global_step"] = trainer.state.global_step
-    if has_eval:
+    if eval_ds is not None:
         metrics.update({k: v for k, v in trainer.evaluate().items() if isinstance(v, int | float)})
     merged = _merge(recipe, trainer, tokenizer, final, run_dir) if is_peft and recipe.method.merge else None
     result = TrainResult(run_dir, final if is_peft else None, None if is_peft else final, merged, metrics,
@@ -295,6 +295,17 @@ def _save_outputs(recipe: TrainRecipe, trainer: Any, tokenizer: Any, run_dir: Pa
     bench = _benchmark_eval(recipe, merged or final)
     if bench:
         metrics["benchmark"] = bench
+    if recipe.stage == "reward" and eval_ds is not None:
+        from .reward_model import ranking_accuracy
+
+        # pooled over every held-out pair, scored by the saved model as GRPO will score with it
+        # (the trainer's eval_accuracy is a mean of per-batch means)
+        ranking = ranking_accuracy(final, eval_ds["prompt"], eval_ds["chosen"], eval_ds["rejected"],
+                                   device=str(trainer.args.device))
+        metrics["eval_ranking"] = ranking
+        print(f"mathtune: held-out ranking accuracy {ranking['accuracy']:.3f} "
+              f"({ranking['correct']}/{ranking['n']} pairs, 95% CI {ranking['ci95'][0]:.3f}-{ranking['ci95'][1]:.3f})",
+              flush=True)
     plot = plot_losses(run_dir / "metrics.jsonl", run_dir / "loss.png") if recipe.run.plot else None
     atomic_write_json(run_dir / "result.json", {
         "run_dir": str(run_dir), "adapter_dir": str(result.adapter_dir) if result.adapter_dir else None,
