@@ -459,3 +459,16 @@ def test_eval_pairs_are_the_validation_set_and_must_be_other_problems(tiny_model
         train(TrainRecipe.from_dict(r))
     with pytest.raises(MathtuneError, match="for stages dpo and reward"):
         TrainRecipe.from_dict({"stage": "sft", "model": {"name": "m"}, "data": {"path": "x", "eval_pairs": "y"}})
+
+
+def test_a_capped_held_out_pair_set_says_so(tiny_tokenizer, tmp_path, capsys):
+    from mathtune.train.dpo import pair_datasets
+
+    r = recipe("reward", tmp_path, easy_pairs(tmp_path / "pairs.jsonl", 8), tmp_path / "rm")
+    r["data"] = {"pairs": str(tmp_path / "pairs.jsonl"), "eval_pairs": str(easy_pairs(tmp_path / "held.jsonl", 6, start=50)),
+                 "validation_limit": 4}
+    _, val, _ = pair_datasets(TrainRecipe.from_dict(r), tiny_tokenizer, None)
+    assert len(val) == 4 and "scoring the first 4 of 6 held-out pairs (data.validation_limit" in capsys.readouterr().err
+    r["data"]["validation_limit"] = 6
+    _, val, _ = pair_datasets(TrainRecipe.from_dict(r), tiny_tokenizer, None)
+    assert len(val) == 6 and "held-out pairs" not in capsys.readouterr().err

@@ -136,7 +136,10 @@ def pair_datasets(recipe: TrainRecipe, tokenizer: Any, end: str | None) -> tuple
     else:
         train, val = split_pairs(pairs, spec.validation, spec.seed)
     train = train[: spec.limit] if spec.limit else train
-    val = val[: spec.validation_limit] if spec.validation_limit else val
+    if spec.validation_limit and len(val) > spec.validation_limit:
+        print(f"mathtune: note: scoring the first {spec.validation_limit} of {len(val)} held-out pairs "
+              f"(data.validation_limit; raise it to score them all)", file=sys.stderr, flush=True)
+        val = val[: spec.validation_limit]
     styles = {p.meta.get("prompt_style") for p in pairs if p.problem} - {None, spec.prompt}
     if styles:
         print(f"mathtune: note: pairs were sampled with prompt style {sorted(styles)[0]!r}; they are rendered in "
