@@ -235,8 +235,10 @@ def main() -> int:
         run = out / "reward"
         if not (run / "result.json").is_file():
             sh(["train", str(REPO / "recipes" / "smollm2-135m_reward_pairs.yaml"), f"data.pairs={pairs}",
-                f"data.eval_pairs={held}", f"run.output_dir={run}", f"trainer.learning_rate={args.rm_lr}",
-                f"trainer.num_train_epochs={args.rm_epochs}", "run.progress=none"], log)
+                f"data.eval_pairs={held}", f"data.validation_limit={sum(1 for _ in held.open())}",  # all of them
+                f"run.output_dir={run}", f"trainer.learning_rate={args.rm_lr}",
+                f"trainer.num_train_epochs={args.rm_epochs}", "trainer.eval_steps=0.25", "trainer.save_steps=0.25",
+                "run.progress=none"], log)
         logged = [json.loads(line) for line in (run / "metrics.jsonl").open()]
         curve = [r["eval_accuracy"] for r in logged if "eval_accuracy" in r]
         ranking = json.loads((run / "result.json").read_text())["metrics"]["eval_ranking"]
