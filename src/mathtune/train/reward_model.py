@@ -21,7 +21,9 @@ checkpointing, logging every step, validation and checkpoints every 10%, best ke
 Texts: prompt + answer + EOS, as TRL's RewardTrainer builds them; the scorer builds the same
 text, so a score at GRPO time is the score the model was trained to give. Logged: `loss`,
 `accuracy` (share of pairs scored chosen > rejected), `margin`, `mean_reward`, `min_reward`,
-`max_reward`, with `eval_` on held-out pairs.
+`max_reward`, with `eval_` on held-out pairs. TRL's `eval_accuracy` is a mean of per-batch means;
+after training, `ranking_accuracy` scores every held-out pair with the saved model (the scorer GRPO
+uses) and `result.json` keeps the pooled share with its Wilson interval as `eval_ranking`.
 """
 
 from __future__ import annotations
