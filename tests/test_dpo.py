@@ -453,6 +453,8 @@ def test_eval_pairs_are_the_validation_set_and_must_be_other_problems(tiny_model
     assert ranking["n"] == len(pairs) == 8
     assert ranking["correct"] == sum(g > b for g, b in zip(good, bad, strict=True))
     assert ranking["accuracy"] == ranking["correct"] / 8 and ranking["ci95"][0] <= ranking["accuracy"] <= ranking["ci95"][1]
+    card = (res.run_dir / "README.md").read_text()
+    assert "## Held-out ranking" in card and f"| correct | {ranking['correct']} |" in card and "{'n'" not in card
     r["data"]["eval_pairs"] = str(easy_pairs(tmp_path / "overlap.jsonl", 4, start=10))
     r["run"]["output_dir"] = str(tmp_path / "rm2")
     with pytest.raises(MathtuneError, match="also in data.pairs"):

@@ -75,15 +75,20 @@ def render_card(recipe: TrainRecipe, args: Any, metrics: dict[str, Any]) -> str:
         "",
         "| metric | value |",
         "|---|---|",
-        *[f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |"
-          for k, v in metrics.items() if k != "benchmark"],
+        *[f"| {k} | {_cell(v)} |" for k, v in metrics.items() if not isinstance(v, dict)],
     ]
-    bench = metrics.get("benchmark")
-    if isinstance(bench, dict):
-        lines += ["", f"## Benchmark ({recipe.run.eval_benchmark})", "", "| metric | value |", "|---|---|",
-                  *[f"| {k} | {v} |" for k, v in bench.items()]]
+    titles = {"benchmark": f"Benchmark ({recipe.run.eval_benchmark})",
+              "eval_ranking": "Held-out ranking (every held-out pair, scored by the saved model)"}
+    for key, group in metrics.items():  # nested results (benchmark, eval_ranking): a table each
+        if isinstance(group, dict):
+            lines += ["", f"## {titles.get(key, key)}", "", "| metric | value |", "|---|---|",
+                      *[f"| {k} | {_cell(v)} |" for k, v in group.items()]]
     lines += ["", "## Reproduce", "", "```", f"mathtune train {recipe.output_dir() / 'config.yaml'}", "```", ""]
     return "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def write_card(recipe: TrainRecipe, args: Any, metrics: dict[str, Any], run_dir: Path, out_dirs: list[Path]) -> None:

@@ -299,11 +299,9 @@ def ranking_accuracy(model_dir: str | Path, prompts: Sequence[Any], chosen: Sequ
         raise MathtuneError(f"ranking needs as many prompts, chosen and rejected answers, got "
                             f"{len(prompts)}/{len(chosen)}/{len(rejected)}", "pass one (prompt, chosen, rejected) per pair")
     scorer = RewardModelScorer(model_dir, device=device, batch_size=batch_size)
-    good = scorer.score(list(prompts), list(chosen))
-    bad = scorer.score(list(prompts), list(rejected))
-    correct = sum(g > b for g, b in zip(good, bad, strict=True))
-    n = len(good)
+    margins = [g - b for g, b in zip(scorer.score(list(prompts), list(chosen)),
+                                     scorer.score(list(prompts), list(rejected)), strict=True)]
+    n, correct = len(margins), sum(m > 0 for m in margins)
     lo, hi = wilson_interval(correct, n)
-    return {"n": n, "correct": correct, "ties": sum(g == b for g, b in zip(good, bad, strict=True)),
-            "accuracy": correct / n, "ci95": [round(lo, 4), round(hi, 4)],
-            "margin": sum(g - b for g, b in zip(good, bad, strict=True)) / n}
+    return {"n": n, "correct": correct, "ties": margins.count(0.0), "accuracy": correct / n,
+            "ci95": [round(lo, 4), round(hi, 4)], "margin": sum(margins) / n}
