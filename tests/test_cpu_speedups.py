@@ -67,6 +67,75 @@ def test_cpu_loss_head_matches_trl_fused_head_in_loss_metrics_and_gradients(tiny
     assert plain.shape == (2, 24, model.config.vocab_size)
 
 
+def _padded_batch():
+    """A GRPO-shaped batch: prompts left-padded, completions right-padded, labels on completions."""
+    g = torch.Generator().manual_seed(1)
+    prompt_lens, completion_lens, width_p, width_c = [5, 9, 7], [6, 3, 8], 9, 8
+    ids = torch.randint(5, 60, (3, width_p + width_c), generator=g)
+    mask = torch.zeros_like(ids)
+    for i, (p, c) in enumerate(zip(prompt_lens, completion_lens, strict=True)):
+        mask[i, width_p - p:width_p + c] = 1
+    labels = ids.masked_fill(mask == 0, -100)
+    labels[:, :width_p] = -100
+    return ids, mask, labels
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_padded_batches_run_padding_free_with_trls_results(tiny_tokenizer, dtype, temperature):
+    """GRPO's loss forward: the same log-probs, entropies, loss and gradients as TRL's fused head
+    on the padded batch (sdpa with a padding mask), from one packed row of only the real tokens."""
+    from trl.trainer.utils import add_fused_lm_head
+
+    from mathtune.train.attention import use_varlen_attention
+
+    ids, mask, labels = _padded_batch()
+    outs, seen = [], []
+    for ours in (False, True):
+        model = make_tiny_model(tiny_tokenizer).train().to(torch.bfloat16 if dtype == "bf16" else torch.float32)
+        add_fused_lm_head(model, temperature=temperature, outputs=("log_probs", "entropy"))
+        if ours:
+            assert use_varlen_attention(model) and install_cpu_loss_head(model)
+            model.model.register_forward_hook(lambda m, a, kw, out: seen.append(kw["input_ids"].shape), with_kwargs=True)
+        with _autocast(dtype):
+            out = model(input_ids=ids, attention_mask=mask, labels=labels, fused_lm_head=True)
+        out.loss.backward()
+        grads = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+        outs.append((out, grads))
+    assert seen == [torch.Size([1, int(mask.sum())])]  # one row of the 37 real tokens, not 3 x 17
+    (ref, g_ref), (got, g_got) = outs
+    close = {"atol": 1e-5, "rtol": 1e-5} if dtype == "fp32" else {"atol": 3e-2, "rtol": 3e-2}
+    valid = ref.label_mask
+    assert torch.equal(got.label_mask, valid)
+    torch.testing.assert_close(got.log_probs[valid], ref.log_probs[valid], **close)
+    torch.testing.assert_close(got.entropy[valid], ref.entropy[valid], **close)
+    torch.testing.assert_close(got.loss, ref.loss, **close)
+    if dtype == "fp32":
+        torch.testing.assert_close(g_got, g_ref, **_tolerance(dtype))
+    else:  # other positions round differently in bf16: compare the gradient as a whole
+        assert ((g_got.float() - g_ref.float()).norm() / g_ref.float().norm()).item() < 1e-2
+
+
+def test_a_batch_packing_cannot_reproduce_runs_padded(tiny_tokenizer):
+    """A row with a hole in its mask (positions would shift) goes through the padded forward."""
+    from trl.trainer.utils import add_fused_lm_head
+
+    from mathtune.train.attention import use_varlen_attention
+
+    ids, mask, labels = _padded_batch()
+    mask[1, 3] = 0  # inside row 1's prompt
+    outs, seen = [], []
+    for ours in (False, True):
+        model = make_tiny_model(tiny_tokenizer).train()
+        add_fused_lm_head(model, outputs=("log_probs", "entropy"))
+        if ours:
+            assert use_varlen_attention(model) and install_cpu_loss_head(model)
+            model.model.register_forward_hook(lambda m, a, kw, out: seen.append(kw["input_ids"].shape), with_kwargs=True)
+        with torch.no_grad():
+            outs.append(model(input_ids=ids, attention_mask=mask, labels=labels, fused_lm_head=True))
+    assert seen == [ids.shape]
+    torch.testing.assert_close(outs[1].log_probs, outs[0].log_probs, atol=1e-5, rtol=1e-5)
+
+
 def test_drop_mask_has_the_asked_probability_in_both_halves_of_each_random_word():
     mask = bernoulli_drop_mask((512, 1001), 0.1, "cpu")
     assert mask.shape == (512, 1001) and mask.dtype == torch.bool

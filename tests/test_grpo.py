@@ -121,6 +121,21 @@ def test_grpo_literature_defaults_reach_grpo_config(tiny_model_dir, tmp_path):
     assert (cfg.loss_type, cfg.beta) == ("grpo", 0.04)
 
 
+def test_grpo_checkpoints_activations_by_its_prompts_length(tiny_model_dir, tmp_path, monkeypatch):
+    """Sized for the longest real prompt, not a 256-token guess: checkpointing (a third more compute)
+    only when a step's activations would not fit in half the free memory."""
+    from mathtune.train import sft
+    from mathtune.train.grpo import grpo_settings
+
+    monkeypatch.setattr(sft, "free_memory", lambda device: 20 << 30)
+    smollm2 = SimpleNamespace(hidden_size=576, intermediate_size=1536, num_hidden_layers=30)
+    r = TrainRecipe.from_dict(recipe(tiny_model_dir, tmp_path) | {"trainer": {
+        "per_device_train_batch_size": 16, "num_generations": 8, "max_completion_length": 128}})
+    short = grpo_settings(r, tmp_path, "cpu", torch.bfloat16, smollm2, prompt_tokens=90)
+    assert short["activation_checkpointing"] is False
+    assert grpo_settings(r, tmp_path, "cpu", torch.bfloat16, smollm2)["activation_checkpointing"] is True
+
+
 def lower_half(completions, completion_ids, **_):
     """Learnable: the share of completion tokens in the lower half of the tiny vocabulary (400)."""
     return [sum(t < 200 for t in ids) / max(1, len(ids)) for ids in completion_ids]

@@ -120,3 +120,23 @@ def test_cpu_threads_respect_user_setting_and_free_cores(monkeypatch):
         assert threads.configure_cpu_threads.__wrapped__() == 1  # saturated machine: one thread
     finally:
         torch.set_num_threads(n)
+
+
+def test_free_host_memory_counts_the_page_cache_and_a_cgroup_limit(tmp_path):
+    """MemAvailable (not MemFree: a run that just read model files would see half its RAM), capped
+    by a cgroup's limit less the group's non-reclaimable use."""
+    from mathtune.models import device
+
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal:       24000000 kB\nMemFree:         9000000 kB\nMemAvailable:   20000000 kB\n")
+    assert device._meminfo_available(str(meminfo)) == 20000000 * 1024
+    assert device._meminfo_available(str(tmp_path / "missing")) is None
+    cg = tmp_path / "cg"
+    cg.mkdir()
+    (cg / "memory.max").write_text("8000\n")
+    (cg / "memory.current").write_text("5000\n")
+    (cg / "memory.stat").write_text("anon 3000\nfile 2000\ninactive_file 1500\n")
+    assert device._cgroup_headroom(f"{cg}/") == 8000 - 5000 + 1500
+    (cg / "memory.max").write_text("max\n")
+    assert device._cgroup_headroom(f"{cg}/") is None
+    assert device.free_memory("cpu") > 0

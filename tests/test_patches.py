@@ -288,6 +288,19 @@ def test_decode_attention_is_off_outside_its_transformers_and_undone_on_exit(ins
     assert_one_plain_line(caplog, patches.DECODE, "transformers 6.0.0")
 
 
+def test_a_model_on_varlen_attention_decodes_by_blocks_and_returns_to_varlen(tiny_model):
+    """A GRPO policy trains on varlen attention; its rollouts still get block decode attention."""
+    from mathtune.generation import decode_attention
+    from mathtune.train.attention import NAME as VARLEN
+    from mathtune.train.attention import use_varlen_attention
+
+    with use_varlen_attention(tiny_model):
+        with decode_attention.block_attention(tiny_model) as on:
+            assert on and tiny_model.config._attn_implementation == decode_attention.NAME
+        assert tiny_model.config._attn_implementation == VARLEN
+    assert tiny_model.config._attn_implementation == "sdpa"
+
+
 # --------------------------------------------------------------------------- growing-kv-cache
 
 
@@ -447,8 +460,8 @@ def test_trl_forward_is_only_overridden_as_verified_and_undo_restores_it(tiny_to
 
     plain = make_tiny_model(tiny_tokenizer)
     assert not install_cpu_loss_head(plain) and "forward" not in vars(plain)  # TRL never patched it
-    tempered, trl_forward = _trl_model(tiny_tokenizer, temperature=0.7)  # not what our head computes
-    assert not install_cpu_loss_head(tempered) and vars(tempered)["forward"] is trl_forward
+    fp32_head, trl_forward = _trl_model(tiny_tokenizer, cast_lm_head_to_fp32=True)  # not what our head computes
+    assert not install_cpu_loss_head(fp32_head) and vars(fp32_head)["forward"] is trl_forward
 
     model, trl_forward = _trl_model(tiny_tokenizer)
     labels = IDS.clone()

@@ -81,15 +81,16 @@ def row_blocks(mask: Any, max_blocks: int = 4, call_cost: int | None = None) -> 
 
 @contextlib.contextmanager
 def block_attention(model: Any, enabled: bool = True) -> Iterator[bool]:
-    """Within the block, a plain decoder running `sdpa` runs `decode_attention_forward` instead;
+    """Within the block, a plain decoder running `sdpa` (or training's varlen attention, which is
+    sdpa outside padding-free batches: a GRPO policy) runs `decode_attention_forward` instead;
     yields whether it does (the caller then passes `decode_blocks=` to decode steps)."""
     from transformers.masking_utils import sdpa_mask
 
-    from ..patches.attention import DECODE, use_attention
+    from ..patches.attention import DECODE, SDPA_LIKE, use_attention
     from ..patches.undo import Undo
 
     config = getattr(model, "config", None)
-    enabled = (enabled and config is not None and getattr(config, "_attn_implementation", None) == "sdpa"
+    enabled = (enabled and config is not None and getattr(config, "_attn_implementation", None) in SDPA_LIKE
                and config.get_text_config() is config and hasattr(model, "set_attn_implementation"))
     undo = use_attention(model, DECODE, NAME, decode_attention_forward, sdpa_mask) if enabled else Undo(DECODE.name)
     with undo:  # back to sdpa, registrations as they were

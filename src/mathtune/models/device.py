@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import time
 from functools import cache
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from ..errors import MathtuneError
@@ -42,15 +43,49 @@ def pick_device(device: str = "auto") -> str:
 
 
 def free_memory(device: str) -> int:
-    """Bytes free on `device`: the GPU's free memory, or available host RAM (8 GiB if unknown)."""
+    """Bytes free on `device`: the GPU's free memory, or the host RAM a process can still get
+    (8 GiB if unknown): the kernel's MemAvailable, which counts the page cache it would drop
+    (a process that just read model files sees "free" pages halved by the cache), capped by a
+    container's cgroup limit."""
     import torch
 
     if device.startswith("cuda"):
         return torch.cuda.mem_get_info()[0]
+    available = _meminfo_available()
+    if available is None:
+        try:
+            available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError):
+            return 8 << 30
+    limit = _cgroup_headroom()
+    return available if limit is None else min(available, limit)
+
+
+def _meminfo_available(path: str = "/proc/meminfo") -> int | None:
     try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError):
-        return 8 << 30
+        with open(path, encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _cgroup_headroom(root: str = "/sys/fs/cgroup/") -> int | None:
+    """cgroup v2 memory.max minus what the group uses beyond reclaimable page cache
+    (memory.current less memory.stat's inactive_file), when this process runs under a limit."""
+    try:
+        limit, used, stat = (Path(root, name).read_text(encoding="ascii")
+                             for name in ("memory.max", "memory.current", "memory.stat"))
+    except OSError:
+        return None
+    limit, used, fields = limit.strip(), used.strip(), stat.split()
+    if not limit.isdigit() or not used.isdigit():
+        return None  # "max": no limit
+    pairs = dict(zip(fields[::2], fields[1::2], strict=False))
+    cache = int(pairs.get("inactive_file", "0")) if pairs.get("inactive_file", "0").isdigit() else 0
+    return max(0, int(limit) - int(used) + cache)
 
 
 @cache

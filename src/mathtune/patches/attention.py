@@ -44,6 +44,11 @@ DECODE = Patch(
     {"transformers": ">=5.24,<5.25", "torch": ">=2.13,<2.14"},
 )
 
+# The training models' attention: per-example SDPA for padding-free rows, transformers' sdpa for
+# every other call, so decode attention may stand in for it as for sdpa while generating
+VARLEN_NAME = "mathtune_varlen"
+SDPA_LIKE = frozenset({"sdpa", VARLEN_NAME})
+
 
 def use_attention(model: Any, patch: Patch, name: str, attention: Callable[..., Any],
                   mask: Callable[..., Any]) -> Undo:

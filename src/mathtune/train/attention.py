@@ -25,9 +25,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..patches.attention import VARLEN_NAME as NAME
 from ..patches.undo import Undo
-
-NAME = "mathtune_varlen"
 
 _segments_memo: list[Any] = [None, None]  # [position_ids tensor, its segments]: computed once per forward
 

@@ -148,8 +148,38 @@ def install_cpu_loss_head(model: Any) -> Undo:
     return override_fused_head(model, functools.partial(_cpu_loss_forward, type(model).forward))
 
 
-def _cpu_loss_forward(class_forward: Any, trl_forward: Any) -> Any:
-    """The forward replacing TRL's: labelled positions through `labelled_log_probs`, every other
+def _packed_rows(self: Any, args: tuple, kwargs: dict[str, Any], mask: Any) -> Any | None:
+    """The backbone's hidden states at the positions predicting the labelled targets `mask`
+    ([B, L-1]) of a padded batch, computed padding-free: the rows' tokens concatenated into one
+    row, positions restarting at 0 per row, attention per row (`train/attention.py`). None when
+    the batch is not one this reproduces exactly: the model is not on varlen attention, inputs
+    other than ids and a 2D mask, a row whose tokens are not one contiguous block, or a labelled
+    target predicted from a padding position. Rotary positions are relative, so moving each row
+    to start at 0 changes no score."""
+    from .attention import NAME
+
+    ids, attention = kwargs.get("input_ids"), kwargs.get("attention_mask")
+    if (args or set(kwargs) - {"input_ids", "attention_mask", "use_cache"} or ids is None or attention is None
+            or attention.dim() != 2 or getattr(self.config, "_attn_implementation", None) != NAME):
+        return None
+    keep = attention.bool()
+    if bool(keep.all()):
+        return None  # nothing to remove: the padded forward is the same work
+    width = keep.shape[1]
+    count = keep.sum(1)
+    first = keep.int().argmax(1)
+    last = width - 1 - keep.flip(1).int().argmax(1)
+    if not bool((count > 0).all()) or not bool((last - first + 1 == count).all()) or bool((mask & ~keep[:, :-1]).any()):
+        return None
+    positions = (keep.cumsum(1) - 1)[keep]
+    hidden = self.base_model(input_ids=ids[keep][None], position_ids=positions[None], use_cache=False).last_hidden_state[0]
+    index = keep.flatten().cumsum(0).view(keep.shape) - 1  # padded (row, column) -> packed position
+    return hidden[index[:, :-1][mask]]
+
+
+def _cpu_loss_forward(class_forward: Any, trl_forward: Any, temperature: float = 1.0) -> Any:
+    """The forward replacing TRL's: labelled positions through `labelled_log_probs` (logits divided
+    by TRL's `temperature`), a padded batch run padding-free where `_packed_rows` can; every other
     call (no fused head, pre-shifted labels, no labels) to TRL's own forward."""
     import torch
     from trl.trainer.utils import FusedCausalLMOutput
@@ -161,11 +191,16 @@ def _cpu_loss_forward(class_forward: Any, trl_forward: Any) -> Any:
             return trl_forward(*args, fused_lm_head=fused_lm_head, labels=labels, shift_labels=shift_labels,
                                num_items_in_batch=num_items_in_batch, **kwargs)
         kwargs["use_cache"] = False
-        hidden = self.base_model(*args, **kwargs).last_hidden_state[:, :-1]
-        labels = labels[:, 1:].to(hidden.device)
-        mask = labels != -100
+        targets = labels[:, 1:]
+        mask = targets != -100
+        hidden = _packed_rows(self, args, kwargs, mask)
+        if hidden is None:
+            hidden = self.base_model(*args, **kwargs).last_hidden_state[:, :-1][mask.to(labels.device)]
+        mask = mask.to(hidden.device)
+        if temperature != 1.0:
+            hidden = hidden / temperature  # (h / T) W^T = logits / T
         weight = self.get_output_embeddings().weight
-        logp, entropy, top1 = labelled_log_probs(hidden[mask], weight, labels[mask])
+        logp, entropy, top1 = labelled_log_probs(hidden, weight, targets.to(hidden.device)[mask])
         # masked_scatter keeps an all-ignored micro-batch connected to the graph (a zero loss)
         log_probs = logp.new_zeros(mask.shape).masked_scatter(mask, logp)
         entropy_full = entropy.new_zeros(mask.shape).masked_scatter(mask, entropy)

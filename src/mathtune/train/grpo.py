@@ -52,7 +52,7 @@ LITERATURE_DEFAULTS: dict[str, Any] = {
     "epsilon_high": 0.28,
     "mask_truncated_completions": True,
 }
-PROMPT_TOKENS_GUESS = 256  # prompt length assumed when sizing activations (prompts are not truncated)
+PROMPT_TOKENS_GUESS = 256  # prompt length assumed when sizing activations, if the prompts are not known
 
 
 # --------------------------------------------------------------------------- config
@@ -77,8 +77,9 @@ def make_grpo_config(settings: dict[str, Any]) -> Any:
 
 
 def grpo_settings(recipe: TrainRecipe, run_dir: Path, device: str, dtype: Any, model_config: Any,
-                  curriculum: bool = False) -> dict[str, Any]:
-    """The GRPOConfig kwargs: the recipe's `trainer:` block over mathtune's defaults."""
+                  curriculum: bool = False, prompt_tokens: int = PROMPT_TOKENS_GUESS) -> dict[str, Any]:
+    """The GRPOConfig kwargs: the recipe's `trainer:` block over mathtune's defaults. Activation
+    checkpointing is sized for `prompt_tokens` (the longest prompt) plus the completion cap."""
     from .sft import checkpointing_setting, common_settings
 
     if recipe.run.early_stopping_patience:
@@ -86,7 +87,7 @@ def grpo_settings(recipe: TrainRecipe, run_dir: Path, device: str, dtype: Any, m
                             "drop run.early_stopping_patience")
     user = dict(recipe.trainer)
     batch = int(user.get("per_device_train_batch_size", 8))
-    tokens = batch * (PROMPT_TOKENS_GUESS + int(user.get("max_completion_length") or 512))
+    tokens = batch * (prompt_tokens + int(user.get("max_completion_length") or 512))
     defaults: dict[str, Any] = {
         **LITERATURE_DEFAULTS,
         **common_settings(recipe, run_dir, device, dtype),
@@ -257,7 +258,8 @@ def build(recipe: TrainRecipe, model: Any, tokenizer: Any, train_ds: Any, run_di
     from .peft_setup import build_optimizer
     from .rewards import build_rewards
 
-    settings = grpo_settings(recipe, run_dir, device, dtype, model.config, curriculum)
+    longest = max((len(ids) for ids in tokenizer(text=list(train_ds["prompt"]))["input_ids"]), default=0)
+    settings = grpo_settings(recipe, run_dir, device, dtype, model.config, curriculum, longest or PROMPT_TOKENS_GUESS)
     funcs, weights = build_rewards(recipe.rewards, get_style(recipe.data.prompt),
                                    int(settings.get("max_completion_length") or 512), recipe.seed)
     if "reward_weights" in settings:
@@ -280,8 +282,15 @@ def build(recipe: TrainRecipe, model: Any, tokenizer: Any, train_ds: Any, run_di
     trainer = build_grpo_trainer(model, tokenizer, config, train_ds, funcs, cbs + extra, optimizer, rollout)
     if device == "cpu":
         from ..models import retune_callback, tune_threads
-        from .cpu_speedups import fuse_lora_dropout
+        from .attention import use_varlen_attention
+        from .cpu_speedups import fuse_lora_dropout, install_cpu_loss_head
 
+        causal_lm = trainer.model.get_base_model() if hasattr(trainer.model, "get_base_model") else trainer.model
+        # TRL scores [prompts + completions] padded to the longest of each: the loss forward runs
+        # padding-free instead (each row's own tokens, attention per row) and projects only the
+        # completion tokens through the LM head, where TRL's CPU fallback projects every position
+        use_varlen_attention(causal_lm)
+        install_cpu_loss_head(causal_lm)
         # PEFT's input dropout draws a float per element of every adapted layer's input: 2.7 of
         # 15 CPU-seconds of a profiled step (SmolLM2-135M, 8 x 128 tokens); the same dropout in lora_A
         fuse_lora_dropout(trainer.model)
