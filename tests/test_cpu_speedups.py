@@ -80,15 +80,41 @@ def _padded_batch():
     return ids, mask, labels
 
 
-@pytest.mark.parametrize("temperature", [1.0, 0.7])
-def test_padded_batches_run_padding_free_with_trls_results(tiny_tokenizer, dtype, temperature):
+def _grouped_batch():
+    """GRPO's layout: 2 prompts (left-padded) x 3 completions each (right-padded), one of which is
+    cut to nothing by TRL's masking of truncated completions."""
+    g = torch.Generator().manual_seed(2)
+    prompts = [torch.randint(5, 60, (n,), generator=g) for n in (6, 9)]
+    completion_lens, width_p, width_c = [[5, 2, 7], [4, 0, 6]], 9, 7
+    ids = torch.zeros(6, width_p + width_c, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for gi, prompt in enumerate(prompts):
+        for j, c in enumerate(completion_lens[gi]):
+            row = 3 * gi + j
+            ids[row, width_p - len(prompt):width_p] = prompt
+            ids[row, width_p:] = torch.randint(5, 60, (width_c,), generator=g)
+            mask[row, width_p - len(prompt):width_p + c] = 1
+            if c == 0:
+                mask[row, width_p:] = 0
+    labels = ids.masked_fill(mask == 0, -100)
+    labels[:, :width_p] = -100
+    return ids, mask, labels, 6 + 9 + sum(map(sum, completion_lens))
+
+
+@pytest.mark.parametrize(("batch", "temperature"), [("plain", 1.0), ("plain", 0.7), ("groups", 1.0)])
+def test_padded_batches_run_padding_free_with_trls_results(tiny_tokenizer, dtype, batch, temperature):
     """GRPO's loss forward: the same log-probs, entropies, loss and gradients as TRL's fused head
-    on the padded batch (sdpa with a padding mask), from one packed row of only the real tokens."""
+    on the padded batch (sdpa with a padding mask), from one packed row of only the real tokens;
+    a group's shared prompt is packed once."""
     from trl.trainer.utils import add_fused_lm_head
 
     from mathtune.train.attention import use_varlen_attention
 
-    ids, mask, labels = _padded_batch()
+    if batch == "groups":
+        ids, mask, labels, packed = _grouped_batch()
+    else:
+        ids, mask, labels = _padded_batch()
+        packed = int(mask.sum())
     outs, seen = [], []
     for ours in (False, True):
         model = make_tiny_model(tiny_tokenizer).train().to(torch.bfloat16 if dtype == "bf16" else torch.float32)
@@ -101,7 +127,7 @@ def test_padded_batches_run_padding_free_with_trls_results(tiny_tokenizer, dtype
         out.loss.backward()
         grads = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
         outs.append((out, grads))
-    assert seen == [torch.Size([1, int(mask.sum())])]  # one row of the 37 real tokens, not 3 x 17
+    assert seen == [torch.Size([1, packed])]  # one row of the real tokens, each prompt once
     (ref, g_ref), (got, g_got) = outs
     close = {"atol": 1e-5, "rtol": 1e-5} if dtype == "fp32" else {"atol": 3e-2, "rtol": 3e-2}
     valid = ref.label_mask

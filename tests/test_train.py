@@ -150,6 +150,32 @@ def test_varlen_attention_matches_sdpa_in_loss_and_gradients_and_keeps_padding(t
         assert torch.equal(out, ref.generate(ids, attention_mask=mask, max_new_tokens=4, do_sample=False))
 
 
+def test_shared_prefix_branches_attend_to_their_prompt_only_inside_the_context(tiny_tokenizer):
+    """A segment whose positions start at p > 0 is, inside `shared_prefixes()`, the continuation
+    of the last prompt's first p tokens (a GRPO group's further completion); outside it, an
+    example of its own (TRL's padding-free rows never make one)."""
+    from tiny import make_tiny_model
+
+    from mathtune.train.attention import shared_prefixes, use_varlen_attention
+
+    model = make_tiny_model(tiny_tokenizer).eval()
+    use_varlen_attention(model)
+    prompt, first, second = [5, 6, 7, 8], [20, 21, 22], [30, 31]
+    ids = torch.tensor([prompt + first + second])
+    pos = torch.tensor([[0, 1, 2, 3, 4, 5, 6, 4, 5]])
+    with torch.no_grad():
+        with shared_prefixes():
+            shared = model(input_ids=ids, position_ids=pos).logits[0]
+        alone = model(input_ids=ids, position_ids=pos).logits[0]
+        whole_first = model(input_ids=torch.tensor([prompt + first])).logits[0]
+        whole_second = model(input_ids=torch.tensor([prompt + second])).logits[0]
+        by_itself = model(input_ids=torch.tensor([second]), position_ids=torch.tensor([[4, 5]])).logits[0]
+    torch.testing.assert_close(shared[:7], whole_first, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(shared[7:], whole_second[4:], atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(alone[7:], by_itself, atol=1e-5, rtol=1e-4)
+    assert not torch.allclose(alone[7:], shared[7:], atol=1e-3)
+
+
 def test_resume_after_interruption_reproduces_loss_curve(tiny_model_dir, tmp_path, dtype):
     base = recipe(tiny_model_dir, tmp_path / "full", dtype, method__dropout=0.1, trainer__max_steps=8, trainer__save_steps=4,
                   trainer__eval_steps=4)

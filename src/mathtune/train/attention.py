@@ -13,6 +13,15 @@ fast kernels on every device; grouped-query heads via `enable_gqa`, no repeated 
 concatenates the outputs: the scores computed grow with each example's length squared, not the
 row's (`benchmarks/train_throughput.py` times whole training steps against TRL's defaults).
 
+**Shared prefixes** (`shared_prefixes()`, GRPO's loss forward): a group's completions all follow
+the same prompt, so the prompt is packed once and each further completion is packed after it as
+a *branch*: a segment whose positions start at the prompt's length p instead of 0. Inside the
+context, a segment starting at p > 0 attends to the first p tokens of the last segment that
+started at 0 (the prompt, followed there by the group's first completion) and causally to
+itself, exactly what each completion sees in the padded batch; autograd sums the prompt's
+gradient over the branches. A group of 8 then runs its prompt once instead of 8 times. Outside
+the context a segment starting at p > 0 is an example of its own, as before.
+
 Anything that is not a padding-free batch (a padding mask, a KV cache, decoding) falls through
 to transformers' own `sdpa` path unchanged, so the same model also evaluates and generates.
 `use_varlen_attention(model)` switches a model from `sdpa` to it; training does that when the
@@ -23,12 +32,28 @@ the `Undo` it returns.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+from collections.abc import Iterator
 from typing import Any
 
 from ..patches.attention import VARLEN_NAME as NAME
 from ..patches.undo import Undo
 
 _segments_memo: list[Any] = [None, None]  # [position_ids tensor, its segments]: computed once per forward
+_starts_memo: list[Any] = [None, None]  # the same for each segment's first position
+_sharing = contextvars.ContextVar("mathtune_shared_prefixes", default=False)
+
+
+@contextlib.contextmanager
+def shared_prefixes() -> Iterator[None]:
+    """Within the block, segments whose positions start above 0 are branches of the last prompt
+    (see the module docstring)."""
+    token = _sharing.set(True)
+    try:
+        yield
+    finally:
+        _sharing.reset(token)
 
 
 def segments(position_ids: Any, batch: int) -> list[list[tuple[int, int]]]:
@@ -66,17 +91,39 @@ def varlen_attention_forward(module: Any, query: Any, key: Any, value: Any, atte
                                       scaling=scaling, is_causal=is_causal, **kwargs)
     gqa = key.shape[1] != query.shape[1]
     spans = segments(position_ids, query.shape[0])
+    starts = _branch_starts(position_ids, query.shape[0], spans) if _sharing.get() else None
+    sdpa = torch.nn.functional.scaled_dot_product_attention
     rows = []
     for b, row_spans in enumerate(spans):
-        parts = [
-            torch.nn.functional.scaled_dot_product_attention(
-                query[b:b + 1, :, s:e], key[b:b + 1, :, s:e], value[b:b + 1, :, s:e],
-                dropout_p=dropout, scale=scaling, is_causal=True, enable_gqa=gqa)
-            for s, e in row_spans
-        ]
+        parts, root = [], None
+        for i, (s, e) in enumerate(row_spans):
+            p = starts[b][i] if starts is not None else 0
+            if p == 0 or root is None or root[1] - root[0] < p:
+                parts.append(sdpa(query[b:b + 1, :, s:e], key[b:b + 1, :, s:e], value[b:b + 1, :, s:e],
+                                  dropout_p=dropout, scale=scaling, is_causal=True, enable_gqa=gqa))
+                if p == 0:
+                    root = (s, e)
+                continue
+            # a branch: the root's first p keys, then its own causally (bottom-right aligned)
+            k = torch.cat([key[b:b + 1, :, root[0]:root[0] + p], key[b:b + 1, :, s:e]], dim=2)
+            v = torch.cat([value[b:b + 1, :, root[0]:root[0] + p], value[b:b + 1, :, s:e]], dim=2)
+            n = e - s
+            allowed = torch.ones(n, p + n, dtype=torch.bool, device=query.device).tril(diagonal=p)
+            parts.append(sdpa(query[b:b + 1, :, s:e], k, v, attn_mask=allowed, dropout_p=dropout, scale=scaling,
+                              enable_gqa=gqa))
         rows.append(parts[0] if len(parts) == 1 else torch.cat(parts, dim=2))
     out = rows[0] if len(rows) == 1 else torch.cat(rows, dim=0)
     return out.transpose(1, 2).contiguous(), None
+
+
+def _branch_starts(position_ids: Any, batch: int, spans: list[list[tuple[int, int]]]) -> list[list[int]]:
+    """Each segment's first position (0 for a prompt or a plain example, p for a branch); once per forward."""
+    if _starts_memo[0] is position_ids:
+        return _starts_memo[1]
+    pos = position_ids.expand(batch, -1)
+    out = [pos[b, [s for s, _ in row]].tolist() for b, row in enumerate(spans)]
+    _starts_memo[0], _starts_memo[1] = position_ids, out
+    return out
 
 
 def varlen_mask(batch_size: int, q_length: int, kv_length: int, q_offset: int = 0, kv_offset: int = 0,

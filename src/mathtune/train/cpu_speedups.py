@@ -151,30 +151,55 @@ def install_cpu_loss_head(model: Any) -> Undo:
 def _packed_rows(self: Any, args: tuple, kwargs: dict[str, Any], mask: Any) -> Any | None:
     """The backbone's hidden states at the positions predicting the labelled targets `mask`
     ([B, L-1]) of a padded batch, computed padding-free: the rows' tokens concatenated into one
-    row, positions restarting at 0 per row, attention per row (`train/attention.py`). None when
-    the batch is not one this reproduces exactly: the model is not on varlen attention, inputs
-    other than ids and a 2D mask, a row whose tokens are not one contiguous block, or a labelled
-    target predicted from a padding position. Rotary positions are relative, so moving each row
-    to start at 0 changes no score."""
-    from .attention import NAME
+    row, positions restarting at 0 per row, attention per row (`train/attention.py`). A row whose
+    prompt (its tokens before the first labelled target) is the previous packed prompt's, as in a
+    GRPO group, packs only its completion, as a branch of that prompt (`shared_prefixes`); a row
+    with no labelled target is left out. None when the batch is not one this reproduces exactly:
+    the model is not on varlen attention, inputs other than ids and a 2D mask, a row whose tokens
+    are not one contiguous block, or a labelled target predicted from a padding position. Rotary
+    positions are relative, so moving each row to start at 0 changes no score."""
+    import torch
+
+    from .attention import NAME, shared_prefixes
 
     ids, attention = kwargs.get("input_ids"), kwargs.get("attention_mask")
     if (args or set(kwargs) - {"input_ids", "attention_mask", "use_cache"} or ids is None or attention is None
             or attention.dim() != 2 or getattr(self.config, "_attn_implementation", None) != NAME):
         return None
     keep = attention.bool()
-    if bool(keep.all()):
-        return None  # nothing to remove: the padded forward is the same work
     width = keep.shape[1]
     count = keep.sum(1)
     first = keep.int().argmax(1)
     last = width - 1 - keep.flip(1).int().argmax(1)
     if not bool((count > 0).all()) or not bool((last - first + 1 == count).all()) or bool((mask & ~keep[:, :-1]).any()):
         return None
-    positions = (keep.cumsum(1) - 1)[keep]
-    hidden = self.base_model(input_ids=ids[keep][None], position_ids=positions[None], use_cache=False).last_hidden_state[0]
-    index = keep.flatten().cumsum(0).view(keep.shape) - 1  # padded (row, column) -> packed position
-    return hidden[index[:, :-1][mask]]
+    labelled = mask.any(1).tolist()
+    prompt_end = mask.int().argmax(1).tolist()  # the last prompt position: it predicts the first target
+    first, last = first.tolist(), last.tolist()
+    index = torch.full(keep.shape, -1, dtype=torch.long)  # padded (row, column) -> packed position
+    pieces, positions, cursor, root = [], [], 0, None  # root: (prompt tokens, packed start)
+    for b in range(keep.shape[0]):
+        if not labelled[b]:
+            continue
+        f, t, e = first[b], prompt_end[b] + 1, last[b] + 1  # prompt [f, t), completion [t, e)
+        prompt = ids[b, f:t]
+        if root is not None and torch.equal(root[0], prompt):
+            index[b, f:t] = torch.arange(root[1], root[1] + t - f)
+            piece, offset = ids[b, t:e], t - f
+            index[b, t:e] = torch.arange(cursor, cursor + e - t)
+        else:
+            piece, offset = ids[b, f:e], 0
+            index[b, f:e] = torch.arange(cursor, cursor + e - f)
+            root = (prompt, cursor)
+        pieces.append(piece)
+        positions.append(torch.arange(offset, offset + len(piece)))
+        cursor += len(piece)
+    if not pieces:
+        return None
+    packed, pos = torch.cat(pieces).to(ids.device), torch.cat(positions).to(ids.device)
+    with shared_prefixes():
+        hidden = self.base_model(input_ids=packed[None], position_ids=pos[None], use_cache=False).last_hidden_state[0]
+    return hidden[index[:, :-1][mask].to(hidden.device)]
 
 
 def _cpu_loss_forward(class_forward: Any, trl_forward: Any, temperature: float = 1.0) -> Any:
