@@ -1,6 +1,6 @@
 """GRPO step time: mathtune's stage grpo vs TRL's GRPOTrainer with its default rollout, side by side.
 
-    .venv/bin/python benchmarks/grpo_throughput.py                    # 4 steps per arm, a few minutes
+    .venv/bin/python benchmarks/grpo_throughput.py                    # 4 steps per arm, ~15 minutes
     .venv/bin/python benchmarks/grpo_throughput.py --steps 6 --arms trl,mathtune
 
 Same model (SmolLM2-135M-Instruct via mathtune.models.load_model, in the dtype the product picks
@@ -17,6 +17,16 @@ its own):
   live      the same rollout on the training model itself (grpo.policy: live: LoRA forward, no copy)
   mt-trl    mathtune's recipe with grpo.rollout: trl (attribution: what the rollout alone buys)
   mt-gc     mathtune with trainer.gradient_checkpointing: true (memory vs time)
+  trl-lit   TRL with mathtune's literature defaults (Dr. GRPO loss, beta 0, clip-higher, truncated
+            completions masked): the same loss as mathtune's, so the ratio to it is work for work
+  mt-all    mathtune with mask_truncated_completions: false, as TRL's default: every completion,
+            cut off or not, is in the loss (mathtune's loss forward leaves masked rows out, which
+            at a short completion cap is most of them)
+
+The loss forward (`train/cpu_speedups.py`) runs padding-free, packs each group's prompt once with
+its completions as branches (`train/attention.py`), projects only completion tokens through the
+LM head, and leaves out rows with nothing in the loss; TRL's runs [rows, longest prompt + longest
+completion] and scores every position.
 
 Measured per arm: seconds per step (median over the steps after the first, which is warm-up),
 for mathtune's rollout arms the seconds of it spent sampling (`rollout_s` in metrics.jsonl),
@@ -87,14 +97,14 @@ def run_mathtune(steps: int, length: int, out: Path, meter, trainer: dict | None
           callbacks=[meter])
 
 
-def run_trl(steps: int, length: int, out: Path, meter) -> None:
+def run_trl(steps: int, length: int, out: Path, meter, literature: bool = False) -> None:
     from datasets import Dataset
     from peft import LoraConfig
     from trl import GRPOConfig, GRPOTrainer
 
     from mathtune.models import load_model
     from mathtune.prompts import get_style
-    from mathtune.train.grpo import prompt_text
+    from mathtune.train.grpo import LITERATURE_DEFAULTS, prompt_text
     from mathtune.train.rewards import build_rewards
 
     model, tok = load_model(MODEL)
@@ -107,7 +117,8 @@ def run_trl(steps: int, length: int, out: Path, meter) -> None:
     args = GRPOConfig(output_dir=str(out), max_steps=steps, per_device_train_batch_size=PROMPTS * GROUP,
                       num_generations=GROUP, max_completion_length=length, temperature=1.0, learning_rate=2e-5,
                       reward_weights=weights, logging_steps=1, save_strategy="no", report_to="none",
-                      use_cpu=True, bf16=model.dtype == torch.bfloat16, disable_tqdm=True)
+                      use_cpu=True, bf16=model.dtype == torch.bfloat16, disable_tqdm=True,
+                      **(LITERATURE_DEFAULTS if literature else {}))
     lora = LoraConfig(r=LORA["r"], lora_alpha=LORA["alpha"], lora_dropout=LORA["dropout"],
                       target_modules="all-linear", task_type="CAUSAL_LM")
     trainer = GRPOTrainer(model=model, reward_funcs=funcs, args=args, train_dataset=ds, processing_class=tok,
@@ -128,6 +139,10 @@ def child(arm: str, steps: int, length: int, out: str) -> None:
         run_mathtune(steps, length, work, meter, rollout="trl")
     elif arm == "mt-gc":
         run_mathtune(steps, length, work, meter, trainer={"gradient_checkpointing": True})
+    elif arm == "trl-lit":
+        run_trl(steps, length, work, meter, literature=True)
+    elif arm == "mt-all":
+        run_mathtune(steps, length, work, meter, trainer={"mask_truncated_completions": False})
     else:
         raise SystemExit(f"unknown arm {arm!r}")
     times = meter.times[1:] if len(meter.times) > 1 else meter.times
@@ -147,7 +162,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=4)
     ap.add_argument("--length", type=int, default=128, help="max_completion_length")
-    ap.add_argument("--arms", default="trl,mathtune,live")
+    ap.add_argument("--arms", default="trl,trl-lit,mathtune,mt-all")
     ap.add_argument("--prompts", type=int, default=PROMPTS, help="prompts per step")
     ap.add_argument("--group", type=int, default=GROUP, help="completions per prompt (num_generations)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
@@ -182,13 +197,14 @@ def main() -> None:
               + (f"rollout {r['rollout_s']:.1f} s of the step  " if r.get("rollout_s") is not None else "") +
               f"(steps {', '.join(f'{x:.1f}' for x in r['all_steps_s'])}; {time.perf_counter() - t:.0f} s)",
               flush=True)
-    base = results.get("trl")
-    if base:
-        for arm, r in results.items():
-            if arm != "trl":
-                print(f"{arm} vs trl: x{base['step_s'] / r['step_s']:.2f} per step, "
-                      f"x{r['tokens_per_s'] / base['tokens_per_s']:.2f} completion tokens/s, "
-                      f"memory x{r['peak_rss_mb'] / base['peak_rss_mb']:.2f}", flush=True)
+    pairs = [("trl", arm) for arm in results if not arm.startswith("trl")]
+    pairs += [("trl-lit", "mathtune")] if "mathtune" in results else []
+    for ref, arm in pairs:
+        base, r = results.get(ref), results[arm]
+        if base:
+            print(f"{arm} vs {ref}: x{base['step_s'] / r['step_s']:.2f} per step, "
+                  f"x{r['tokens_per_s'] / base['tokens_per_s']:.2f} completion tokens/s, "
+                  f"memory x{r['peak_rss_mb'] / base['peak_rss_mb']:.2f}", flush=True)
 
 
 if __name__ == "__main__":

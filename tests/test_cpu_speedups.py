@@ -116,19 +116,25 @@ def test_padded_batches_run_padding_free_with_trls_results(tiny_tokenizer, dtype
         ids, mask, labels = _padded_batch()
         packed = int(mask.sum())
     outs, seen = [], []
-    for ours in (False, True):
-        model = make_tiny_model(tiny_tokenizer).train().to(torch.bfloat16 if dtype == "bf16" else torch.float32)
+    # TRL's head, ours, and (in bf16) TRL's in fp32: the truth both bf16 results round away from
+    for ours, run_dtype in [(False, dtype), (True, dtype)] + ([(False, "fp32")] if dtype == "bf16" else []):
+        model = make_tiny_model(tiny_tokenizer).train().to(torch.bfloat16 if run_dtype == "bf16" else torch.float32)
         add_fused_lm_head(model, temperature=temperature, outputs=("log_probs", "entropy"))
         if ours:
             assert use_varlen_attention(model) and install_cpu_loss_head(model)
             model.model.register_forward_hook(lambda m, a, kw, out: seen.append(kw["input_ids"].shape), with_kwargs=True)
-        with _autocast(dtype):
+        if batch == "groups":  # as GRPO trains it: LoRA, called through PEFT's forward
+            from peft import LoraConfig, get_peft_model
+
+            torch.manual_seed(0)
+            model = get_peft_model(model, LoraConfig(r=4, target_modules="all-linear", init_lora_weights=False))
+        with _autocast(run_dtype):
             out = model(input_ids=ids, attention_mask=mask, labels=labels, fused_lm_head=True)
         out.loss.backward()
         grads = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
-        outs.append((out, grads))
+        outs.append((out, grads.float()))
     assert seen == [torch.Size([1, packed])]  # one row of the real tokens, each prompt once
-    (ref, g_ref), (got, g_got) = outs
+    (ref, g_ref), (got, g_got) = outs[:2]
     close = {"atol": 1e-5, "rtol": 1e-5} if dtype == "fp32" else {"atol": 3e-2, "rtol": 3e-2}
     valid = ref.label_mask
     assert torch.equal(got.label_mask, valid)
@@ -137,8 +143,10 @@ def test_padded_batches_run_padding_free_with_trls_results(tiny_tokenizer, dtype
     torch.testing.assert_close(got.loss, ref.loss, **close)
     if dtype == "fp32":
         torch.testing.assert_close(g_got, g_ref, **_tolerance(dtype))
-    else:  # other positions round differently in bf16: compare the gradient as a whole
-        assert ((g_got.float() - g_ref.float()).norm() / g_ref.float().norm()).item() < 1e-2
+    else:  # other positions and sums round differently in bf16: no further from fp32 than TRL's own
+        g32 = outs[2][1]
+        assert (g_got - g32).norm() <= 1.5 * (g_ref - g32).norm()
+        assert ((g_got - g32).norm() / g32.norm()).item() < 0.05
 
 
 def test_a_batch_packing_cannot_reproduce_runs_padded(tiny_tokenizer):

@@ -37,15 +37,23 @@ def test_demo_small_writes_every_artefact(default_model_dir, tmp_path):
 def test_demo_rl_small_trains_both_arms_and_reports_their_curves(default_model_dir, tmp_path):
     out = tmp_path / "demo"
     summary = _run_demo(out, "--n-train", "16", "--n-test", "6", "--max-new-tokens", "16", "--rl",
-                        "--rl-steps", "2", "--rl-prompts", "1", "--rl-group", "2", "--rl-pass-k", "0",
-                        "--rl-pool", "8")
+                        "--rl-steps", "2", "--rl-prompts", "1", "--rl-group", "2", "--rl-pass-k", "2",
+                        "--rl-band", "0,1", "--rl-pool", "8", "--rl-n-test", "10")
+    rl_test = [json.loads(line) for line in (out / "data" / "test-rl.jsonl").read_text().splitlines()]
+    demo_test = [json.loads(line) for line in (out / "data" / "test.jsonl").read_text().splitlines()]
+    train_problems = {json.loads(line)["problem"] for line in (out / "data" / "train.jsonl").read_text().splitlines()}
+    assert [r["problem"] for r in rl_test[:6]] == [r["problem"] for r in demo_test]  # the demo's held-out first
+    assert not train_problems & {r["problem"] for r in rl_test}
     for name in ("grpo", "grpo-random"):
         assert (out / name / "adapter" / "adapter_model.safetensors").is_file(), name
         assert (out / f"eval-{name}" / "metrics.json").is_file(), name
         assert (out / name / "completions").is_dir(), name
         r = summary["rl"][name]
-        assert 0.0 <= r["accuracy"] <= 1.0 and 0.0 <= r["mcnemar_p"] <= 1.0
+        assert 0.0 <= r["accuracy"] <= 1.0 and 0.0 <= r["mcnemar_p"] <= 1.0 and r["n"] == len(rl_test)
+    # the control trained on the same problems: the pass rates were measured once
+    assert (out / "grpo" / "pass_rates.jsonl").read_text() == (out / "grpo-random" / "pass_rates.jsonl").read_text()
     assert summary["rl"]["grpo-random"]["rewards"] == {"random": 1.0}
+    assert 0.0 <= summary["rl"]["grpo"]["vs_control"]["mcnemar_p"] <= 1.0
     html = (out / "report.html").read_text()
     assert "<h2>Training runs</h2>" in html and "grpo-random" in html
 

@@ -163,7 +163,9 @@ def _packed_rows(self: Any, args: tuple, kwargs: dict[str, Any], mask: Any) -> A
     from .attention import NAME, shared_prefixes
 
     ids, attention = kwargs.get("input_ids"), kwargs.get("attention_mask")
-    if (args or set(kwargs) - {"input_ids", "attention_mask", "use_cache"} or ids is None or attention is None
+    # PEFT's forward passes its own defaults along (inputs_embeds=None, output_attentions=None, ...)
+    given = {k for k, v in kwargs.items() if v is not None and v is not False} - {"return_dict"}
+    if (args or given - {"input_ids", "attention_mask", "use_cache"} or ids is None or attention is None
             or attention.dim() != 2 or getattr(self.config, "_attn_implementation", None) != NAME):
         return None
     keep = attention.bool()
