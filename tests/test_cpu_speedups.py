@@ -101,7 +101,8 @@ def _grouped_batch():
     return ids, mask, labels, 6 + 9 + sum(map(sum, completion_lens))
 
 
-@pytest.mark.parametrize(("batch", "temperature"), [("plain", 1.0), ("plain", 0.7), ("groups", 1.0)])
+@pytest.mark.parametrize(("batch", "temperature"), [("plain", 1.0), ("plain", 0.7), ("groups", 1.0),
+                                                    ("groups-checkpointed", 1.0)])
 def test_padded_batches_run_padding_free_with_trls_results(tiny_tokenizer, dtype, batch, temperature):
     """GRPO's loss forward: the same log-probs, entropies, loss and gradients as TRL's fused head
     on the padded batch (sdpa with a padding mask), from one packed row of only the real tokens;
@@ -110,7 +111,7 @@ def test_padded_batches_run_padding_free_with_trls_results(tiny_tokenizer, dtype
 
     from mathtune.train.attention import use_varlen_attention
 
-    if batch == "groups":
+    if batch.startswith("groups"):
         ids, mask, labels, packed = _grouped_batch()
     else:
         ids, mask, labels = _padded_batch()
@@ -123,7 +124,9 @@ def test_padded_batches_run_padding_free_with_trls_results(tiny_tokenizer, dtype
         if ours:
             assert use_varlen_attention(model) and install_cpu_loss_head(model)
             model.model.register_forward_hook(lambda m, a, kw, out: seen.append(kw["input_ids"].shape), with_kwargs=True)
-        if batch == "groups":  # as GRPO trains it: LoRA, called through PEFT's forward
+        if batch == "groups-checkpointed":  # backward recomputes each layer's forward, branches too
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if batch.startswith("groups"):  # as GRPO trains it: LoRA, called through PEFT's forward
             from peft import LoraConfig, get_peft_model
 
             torch.manual_seed(0)

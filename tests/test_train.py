@@ -151,9 +151,9 @@ def test_varlen_attention_matches_sdpa_in_loss_and_gradients_and_keeps_padding(t
 
 
 def test_shared_prefix_branches_attend_to_their_prompt_only_inside_the_context(tiny_tokenizer):
-    """A segment whose positions start at p > 0 is, inside `shared_prefixes()`, the continuation
-    of the last prompt's first p tokens (a GRPO group's further completion); outside it, an
-    example of its own (TRL's padding-free rows never make one)."""
+    """A segment whose positions start at p > 0 is, in `position_ids` marked by `shared_prefixes`,
+    the continuation of the last prompt's first p tokens (a GRPO group's further completion);
+    unmarked, an example of its own (TRL's padding-free rows never make one)."""
     from tiny import make_tiny_model
 
     from mathtune.train.attention import shared_prefixes, use_varlen_attention
@@ -164,9 +164,8 @@ def test_shared_prefix_branches_attend_to_their_prompt_only_inside_the_context(t
     ids = torch.tensor([prompt + first + second])
     pos = torch.tensor([[0, 1, 2, 3, 4, 5, 6, 4, 5]])
     with torch.no_grad():
-        with shared_prefixes():
-            shared = model(input_ids=ids, position_ids=pos).logits[0]
-        alone = model(input_ids=ids, position_ids=pos).logits[0]
+        alone = model(input_ids=ids, position_ids=pos.clone()).logits[0]
+        shared = model(input_ids=ids, position_ids=shared_prefixes(pos)).logits[0]
         whole_first = model(input_ids=torch.tensor([prompt + first])).logits[0]
         whole_second = model(input_ids=torch.tensor([prompt + second])).logits[0]
         by_itself = model(input_ids=torch.tensor([second]), position_ids=torch.tensor([[4, 5]])).logits[0]

@@ -13,14 +13,16 @@ fast kernels on every device; grouped-query heads via `enable_gqa`, no repeated 
 concatenates the outputs: the scores computed grow with each example's length squared, not the
 row's (`benchmarks/train_throughput.py` times whole training steps against TRL's defaults).
 
-**Shared prefixes** (`shared_prefixes()`, GRPO's loss forward): a group's completions all follow
-the same prompt, so the prompt is packed once and each further completion is packed after it as
-a *branch*: a segment whose positions start at the prompt's length p instead of 0. Inside the
-context, a segment starting at p > 0 attends to the first p tokens of the last segment that
+**Shared prefixes** (`shared_prefixes(position_ids)`, GRPO's loss forward): a group's completions
+all follow the same prompt, so the prompt is packed once and each further completion is packed
+after it as a *branch*: a segment whose positions start at the prompt's length p instead of 0.
+For a `position_ids` tensor so marked, a segment starting at p > 0 attends to the first p tokens of the last segment that
 started at 0 (the prompt, followed there by the group's first completion) and causally to
 itself, exactly what each completion sees in the padded batch; autograd sums the prompt's
-gradient over the branches. A group of 8 then runs its prompt once instead of 8 times. Outside
-the context a segment starting at p > 0 is an example of its own, as before.
+gradient over the branches. A group of 8 then runs its prompt once instead of 8 times. The mark
+sits on the tensor, not in a context, because activation checkpointing recomputes the forward
+during backward with the same tensors. Unmarked, a segment starting at p > 0 is an example of
+its own, as before.
 
 Anything that is not a padding-free batch (a padding mask, a KV cache, decoding) falls through
 to transformers' own `sdpa` path unchanged, so the same model also evaluates and generates.
@@ -32,9 +34,7 @@ the `Undo` it returns.
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
-from collections.abc import Iterator
+import weakref
 from typing import Any
 
 from ..patches.attention import VARLEN_NAME as NAME
@@ -42,18 +42,20 @@ from ..patches.undo import Undo
 
 _segments_memo: list[Any] = [None, None]  # [position_ids tensor, its segments]: computed once per forward
 _starts_memo: list[Any] = [None, None]  # the same for each segment's first position
-_sharing = contextvars.ContextVar("mathtune_shared_prefixes", default=False)
+_shared: dict[int, Any] = {}  # id -> weak reference of position_ids tensors marked by shared_prefixes
 
 
-@contextlib.contextmanager
-def shared_prefixes() -> Iterator[None]:
-    """Within the block, segments whose positions start above 0 are branches of the last prompt
-    (see the module docstring)."""
-    token = _sharing.set(True)
-    try:
-        yield
-    finally:
-        _sharing.reset(token)
+def shared_prefixes(position_ids: Any) -> Any:
+    """Mark `position_ids`: its segments whose positions start above 0 are branches of the last
+    prompt (see the module docstring). Returns the tensor; the mark lives as long as it does."""
+    key = id(position_ids)
+    _shared[key] = weakref.ref(position_ids, lambda _, key=key: _shared.pop(key, None))
+    return position_ids
+
+
+def _is_shared(position_ids: Any) -> bool:
+    ref = _shared.get(id(position_ids))
+    return ref is not None and ref() is position_ids
 
 
 def segments(position_ids: Any, batch: int) -> list[list[tuple[int, int]]]:
@@ -91,7 +93,7 @@ def varlen_attention_forward(module: Any, query: Any, key: Any, value: Any, atte
                                       scaling=scaling, is_causal=is_causal, **kwargs)
     gqa = key.shape[1] != query.shape[1]
     spans = segments(position_ids, query.shape[0])
-    starts = _branch_starts(position_ids, query.shape[0], spans) if _sharing.get() else None
+    starts = _branch_starts(position_ids, query.shape[0], spans) if _is_shared(position_ids) else None
     sdpa = torch.nn.functional.scaled_dot_product_attention
     rows = []
     for b, row_spans in enumerate(spans):

@@ -199,8 +199,8 @@ def _packed_rows(self: Any, args: tuple, kwargs: dict[str, Any], mask: Any) -> A
     if not pieces:
         return None
     packed, pos = torch.cat(pieces).to(ids.device), torch.cat(positions).to(ids.device)
-    with shared_prefixes():
-        hidden = self.base_model(input_ids=packed[None], position_ids=pos[None], use_cache=False).last_hidden_state[0]
+    hidden = self.base_model(input_ids=packed[None], position_ids=shared_prefixes(pos[None]),
+                             use_cache=False).last_hidden_state[0]
     return hidden[index[:, :-1][mask].to(hidden.device)]
 
 

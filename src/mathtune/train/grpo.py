@@ -30,6 +30,12 @@ Rollouts (`grpo.rollout`, default `mathtune`): mathtune's decode loop through TR
 own `model.generate` rollout), or `trl`. `grpo.pass_rate: {k, low, high}` keeps only problems the
 starting policy solves sometimes (`mathtune.train.pass_rate`).
 
+On a CPU the loss forward runs padding-free (`cpu_speedups._packed_rows`): each group's prompt
+packed once with its completions as branches of it (`attention.shared_prefixes`), only completion
+tokens through the LM head, rows with nothing in the loss left out. It computes the padded
+batch's log-probs and gradients (tested through PEFT in fp32 and bf16); `benchmarks/
+grpo_throughput.py` times the step against TRL's.
+
 Data held out by `data.validation` is not trained on (GRPO here runs no periodic evaluation).
 """
 
