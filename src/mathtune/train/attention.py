@@ -94,28 +94,79 @@ def varlen_attention_forward(module: Any, query: Any, key: Any, value: Any, atte
     gqa = key.shape[1] != query.shape[1]
     spans = segments(position_ids, query.shape[0])
     starts = _branch_starts(position_ids, query.shape[0], spans) if _is_shared(position_ids) else None
-    sdpa = torch.nn.functional.scaled_dot_product_attention
     rows = []
     for b, row_spans in enumerate(spans):
-        parts, root = [], None
+        parts: list[Any] = []
+        root, branches = None, []  # branches of `root` waiting to run together
         for i, (s, e) in enumerate(row_spans):
             p = starts[b][i] if starts is not None else 0
-            if p == 0 or root is None or root[1] - root[0] < p:
-                parts.append(sdpa(query[b:b + 1, :, s:e], key[b:b + 1, :, s:e], value[b:b + 1, :, s:e],
-                                  dropout_p=dropout, scale=scaling, is_causal=True, enable_gqa=gqa))
-                if p == 0:
-                    root = (s, e)
+            if p > 0 and root is not None and root[1] - root[0] >= p:
+                if branches and branches[0][2] != p:
+                    parts.extend(_branch_attention(query[b], key[b], value[b], root[0], branches, dropout, scaling, gqa))
+                    branches = []
+                branches.append((s, e, p))
                 continue
-            # a branch: the root's first p keys, then its own causally (bottom-right aligned)
-            k = torch.cat([key[b:b + 1, :, root[0]:root[0] + p], key[b:b + 1, :, s:e]], dim=2)
-            v = torch.cat([value[b:b + 1, :, root[0]:root[0] + p], value[b:b + 1, :, s:e]], dim=2)
-            n = e - s
-            allowed = torch.ones(n, p + n, dtype=torch.bool, device=query.device).tril(diagonal=p)
-            parts.append(sdpa(query[b:b + 1, :, s:e], k, v, attn_mask=allowed, dropout_p=dropout, scale=scaling,
-                              enable_gqa=gqa))
+            if branches:
+                parts.extend(_branch_attention(query[b], key[b], value[b], root[0], branches, dropout, scaling, gqa))
+                branches = []
+            parts.append(_causal(query[b:b + 1, :, s:e], key[b:b + 1, :, s:e], value[b:b + 1, :, s:e],
+                                 dropout, scaling, gqa))
+            if p == 0:
+                root = (s, e)
+        if branches:
+            parts.extend(_branch_attention(query[b], key[b], value[b], root[0], branches, dropout, scaling, gqa))
         rows.append(parts[0] if len(parts) == 1 else torch.cat(parts, dim=2))
     out = rows[0] if len(rows) == 1 else torch.cat(rows, dim=0)
     return out.transpose(1, 2).contiguous(), None
+
+
+# On a CPU, bf16 SDPA's backward is slow for short sequences: forward + backward of one causal
+# segment (9 heads of 64, 3 KV heads; 2 threads, AMX Xeon) took 3.8 / 4.8 / 12.2 ms in bf16 and
+# 1.9 / 3.9 / 16.2 ms in fp32 at 135 / 230 / 512 tokens. Segments up to this length run in fp32.
+FP32_SEGMENT_TOKENS = 256
+
+
+def _causal(q: Any, k: Any, v: Any, dropout: float, scaling: float | None, gqa: bool) -> Any:
+    import torch
+
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+    if q.device.type == "cpu" and q.dtype == torch.bfloat16 and q.shape[2] <= FP32_SEGMENT_TOKENS:
+        return sdpa(q.float(), k.float(), v.float(), dropout_p=dropout, scale=scaling, is_causal=True,
+                    enable_gqa=gqa).to(q.dtype)
+    return sdpa(q, k, v, dropout_p=dropout, scale=scaling, is_causal=True, enable_gqa=gqa)
+
+
+def _branch_attention(query: Any, key: Any, value: Any, root: int, branches: list[tuple[int, int, int]],
+                      dropout: float, scaling: float | None, gqa: bool) -> list[Any]:
+    """One SDPA call for the branches [(start, end, p)] of the prompt at `root` (all with the same
+    p): each attends to the prompt's first p keys and causally to itself (bottom-right aligned),
+    padded to the longest branch. On a CPU bf16 runs in fp32 here: its SDPA backward took 18.5 ms
+    against 5.6 ms for 7 branches of 35 tokens after a 100-token prompt (9 heads, 1 thread), and
+    one batched call against 7 single ones, 5.6 ms against 9.6. Returns [1, heads, length, dim]
+    outputs in the branches' order."""
+    import torch
+    from torch.nn.utils.rnn import pad_sequence
+
+    p = branches[0][2]
+    lengths = [e - s for s, e, _ in branches]
+    width, n = max(lengths), len(branches)
+    upcast = query.device.type == "cpu" and query.dtype == torch.bfloat16
+    compute = torch.float32 if upcast else query.dtype
+
+    def padded(x: Any) -> Any:  # [heads, seq, dim] -> [branches, heads, width, dim]
+        return pad_sequence([x[:, s:e].transpose(0, 1) for s, e, _ in branches], batch_first=True).transpose(1, 2)
+
+    prefix = key[:, root:root + p].expand(n, -1, -1, -1), value[:, root:root + p].expand(n, -1, -1, -1)
+    k = torch.cat([prefix[0], padded(key)], dim=2).to(compute)
+    v = torch.cat([prefix[1], padded(value)], dim=2).to(compute)
+    q = padded(query).to(compute)
+    i = torch.arange(width, device=query.device)[:, None]
+    j = torch.arange(p + width, device=query.device)[None, :]
+    own = torch.tensor(lengths, device=query.device)[:, None, None]
+    allowed = (j < p) | ((j - p <= i) & (j - p < own))  # [branches, width, p + width]
+    out = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=allowed[:, None], dropout_p=dropout,
+                                                           scale=scaling, enable_gqa=gqa).to(query.dtype)
+    return [out[b:b + 1, :, :length] for b, length in enumerate(lengths)]
 
 
 def _branch_starts(position_ids: Any, batch: int, spans: list[list[tuple[int, int]]]) -> list[list[int]]:
