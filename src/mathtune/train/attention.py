@@ -34,6 +34,7 @@ the `Undo` it returns.
 
 from __future__ import annotations
 
+import contextlib
 import weakref
 from typing import Any
 
@@ -131,8 +132,9 @@ def _causal(q: Any, k: Any, v: Any, dropout: float, scaling: float | None, gqa: 
 
     sdpa = torch.nn.functional.scaled_dot_product_attention
     if q.device.type == "cpu" and q.dtype == torch.bfloat16 and q.shape[2] <= FP32_SEGMENT_TOKENS:
-        return sdpa(q.float(), k.float(), v.float(), dropout_p=dropout, scale=scaling, is_causal=True,
-                    enable_gqa=gqa).to(q.dtype)
+        with torch.autocast("cpu", enabled=False):  # autocast would cast SDPA's inputs back to bf16
+            return sdpa(q.float(), k.float(), v.float(), dropout_p=dropout, scale=scaling, is_causal=True,
+                        enable_gqa=gqa).to(q.dtype)
     return sdpa(q, k, v, dropout_p=dropout, scale=scaling, is_causal=True, enable_gqa=gqa)
 
 
@@ -164,8 +166,10 @@ def _branch_attention(query: Any, key: Any, value: Any, root: int, branches: lis
     j = torch.arange(p + width, device=query.device)[None, :]
     own = torch.tensor(lengths, device=query.device)[:, None, None]
     allowed = (j < p) | ((j - p <= i) & (j - p < own))  # [branches, width, p + width]
-    out = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=allowed[:, None], dropout_p=dropout,
-                                                           scale=scaling, enable_gqa=gqa).to(query.dtype)
+    # autocast (TRL's bf16 on a CPU) would cast the fp32 inputs back to bf16
+    with torch.autocast("cpu", enabled=False) if upcast else contextlib.nullcontext():
+        out = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=allowed[:, None], dropout_p=dropout,
+                                                               scale=scaling, enable_gqa=gqa).to(query.dtype)
     return [out[b:b + 1, :, :length] for b, length in enumerate(lengths)]
 
 
