@@ -83,3 +83,10 @@ def test_train_seed_seeds_the_fine_tune_and_nothing_else(tmp_path):
     b = demo.sft_recipe("m", tmp_path / "train.jsonl", tmp_path / "run", other)
     assert (a.seed, b.seed) == (3, 7)
     assert a.model_dump(exclude={"seed"}) == b.model_dump(exclude={"seed"})
+
+
+@pytest.mark.parametrize("band", ["0.1", "0.6,0.1", "a,b", "0,1.5"])
+def test_a_bad_rl_band_is_one_clear_error_before_any_work(tmp_path, capsys, band):
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--rl", "--rl-band", band]) == 2
+    assert "--rl-band" in capsys.readouterr().err
+    assert not (tmp_path / "demo").exists()

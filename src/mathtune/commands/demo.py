@@ -151,7 +151,7 @@ def _grpo(adapter: Path, train_path: Path, out_dir: Path, args: argparse.Namespa
 
     grpo: dict[str, Any] = {}
     if args.rl_pass_k:
-        low, high = (float(x) for x in args.rl_band.split(","))
+        low, high = _band(args.rl_band)
         grpo["pass_rate"] = {"k": args.rl_pass_k, "low": low, "high": high}
     recipe = TrainRecipe.from_dict({
         "stage": "grpo", "name": out_dir.name, "seed": args.seed,
@@ -172,6 +172,20 @@ def _grpo(adapter: Path, train_path: Path, out_dir: Path, args: argparse.Namespa
         raise RuntimeError("GRPO returned no adapter directory")
     print(f"  adapter -> {result.adapter_dir}")
     return result.adapter_dir
+
+
+def _band(text: str) -> tuple[float, float]:
+    """`--rl-band LOW,HIGH` as two pass rates in [0, 1], low <= high."""
+    from ..errors import MathtuneError
+
+    try:
+        low, high = (float(x) for x in text.split(","))
+    except ValueError:
+        low = high = -1.0
+    if not 0.0 <= low <= high <= 1.0:
+        raise MathtuneError(f"--rl-band {text!r} is not two pass rates LOW,HIGH with 0 <= LOW <= HIGH <= 1",
+                            "give e.g. --rl-band 0.1,0.6")
+    return low, high
 
 
 def _rl(out: Path, adapter: Path, train_path: Path, args: argparse.Namespace,
@@ -227,6 +241,8 @@ def run(args: argparse.Namespace) -> int:
     from .compare import print_comparison
 
     out = Path(args.out)
+    if args.rl:
+        _band(args.rl_band)  # a bad band fails now, not after minutes of SFT
     t0, times = time.time(), {}
 
     def lap(name: str, start: float) -> None:
