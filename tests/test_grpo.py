@@ -122,18 +122,26 @@ def test_grpo_literature_defaults_reach_grpo_config(tiny_model_dir, tmp_path):
 
 
 def test_grpo_checkpoints_activations_by_its_prompts_length(tiny_model_dir, tmp_path, monkeypatch):
-    """Sized for the longest real prompt, not a 256-token guess: checkpointing (a third more compute)
-    only when a step's activations would not fit in half the free memory."""
+    """Sized for the longest real prompt, not a 256-token guess, and on a CPU for the packed loss
+    forward (each group's prompt once): checkpointing (a third more compute) only when a step's
+    activations would not fit in half the free memory."""
     from mathtune.train import sft
     from mathtune.train.grpo import grpo_settings
 
     monkeypatch.setattr(sft, "free_memory", lambda device: 20 << 30)
-    smollm2 = SimpleNamespace(hidden_size=576, intermediate_size=1536, num_hidden_layers=30)
-    r = TrainRecipe.from_dict(recipe(tiny_model_dir, tmp_path) | {"trainer": {
-        "per_device_train_batch_size": 16, "num_generations": 8, "max_completion_length": 128}})
-    short = grpo_settings(r, tmp_path, "cpu", torch.bfloat16, smollm2, prompt_tokens=90)
-    assert short["activation_checkpointing"] is False
+    smollm2 = SimpleNamespace(hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
+                              _attn_implementation="sdpa")
+    r = TrainRecipe.from_dict(recipe(tiny_model_dir, tmp_path) | {"trainer": {  # the demo's GRPO step
+        "per_device_train_batch_size": 64, "num_generations": 8, "max_completion_length": 96}})
+    assert grpo_settings(r, tmp_path, "cpu", torch.bfloat16, smollm2, prompt_tokens=120)["activation_checkpointing"] is False
     assert grpo_settings(r, tmp_path, "cpu", torch.bfloat16, smollm2)["activation_checkpointing"] is True
+    # padded rows: a GPU, or a model the packed forward does not run on
+    assert grpo_settings(r, tmp_path, "cuda", torch.bfloat16, smollm2, prompt_tokens=120)["activation_checkpointing"] is True
+    eager = SimpleNamespace(**{**vars(smollm2), "_attn_implementation": "eager"})
+    assert grpo_settings(r, tmp_path, "cpu", torch.bfloat16, eager, prompt_tokens=120)["activation_checkpointing"] is True
+    short = TrainRecipe.from_dict(recipe(tiny_model_dir, tmp_path) | {"trainer": {
+        "per_device_train_batch_size": 16, "num_generations": 8, "max_completion_length": 128}})
+    assert grpo_settings(short, tmp_path, "cuda", torch.bfloat16, smollm2, prompt_tokens=90)["activation_checkpointing"] is False
 
 
 def lower_half(completions, completion_ids, **_):

@@ -96,14 +96,21 @@ def varlen_attention_forward(module: Any, query: Any, key: Any, value: Any, atte
     starts = _branch_starts(position_ids, query.shape[0], spans) if _is_shared(position_ids) else None
     rows = []
     for b, row_spans in enumerate(spans):
+        # One split per tensor, not a slice per segment: a slice's backward writes its gradient
+        # into a zero tensor of the whole row, so a slice per segment made the backward quadratic
+        # in the number of segments (the demo's GRPO step, 8 groups x 8: ~6,300 row-sized
+        # zero-fill-and-add per step); split's backward is one concatenation.
+        lengths = [e - s for s, e in row_spans]
+        qs, ks, vs = (_row(x, b, len(spans)).split(lengths, dim=2) for x in (query, key, value))
+        index = {s: i for i, (s, _) in enumerate(row_spans)}
         parts: list[Any] = []
         for root, run in _runs(row_spans, starts[b] if starts is not None else [0] * len(row_spans)):
             if root is None:
-                (s, e, _), = run
-                parts.append(_sdpa(query[b:b + 1, :, s:e], key[b:b + 1, :, s:e], value[b:b + 1, :, s:e],
-                                   dropout, scaling, gqa, is_causal=True))
+                i = index[run[0][0]]
+                parts.append(_sdpa(qs[i], ks[i], vs[i], dropout, scaling, gqa, is_causal=True))
             else:
-                parts.extend(_branch_attention(query[b], key[b], value[b], root, run, dropout, scaling, gqa))
+                parts.extend(_branch_attention(qs, ks, vs, index[root], [index[s] for s, _, _ in run], run[0][2],
+                                               dropout, scaling, gqa))
         rows.append(parts[0] if len(parts) == 1 else torch.cat(parts, dim=2))
     out = rows[0] if len(rows) == 1 else torch.cat(rows, dim=0)
     return out.transpose(1, 2).contiguous(), None
@@ -150,31 +157,37 @@ def _sdpa(q: Any, k: Any, v: Any, dropout: float, scaling: float | None, gqa: bo
                     is_causal=is_causal, enable_gqa=gqa).to(q.dtype)
 
 
-def _branch_attention(query: Any, key: Any, value: Any, root: int, branches: list[tuple[int, int, int]],
+def _row(x: Any, b: int, batch: int) -> Any:
+    """Row b of [batch, heads, seq, dim] as [1, heads, seq, dim]: x itself for one row (no slice)."""
+    return x if batch == 1 else x.narrow(0, b, 1)
+
+
+def _branch_attention(qs: Any, ks: Any, vs: Any, root: int, branches: list[int], p: int,
                       dropout: float, scaling: float | None, gqa: bool) -> list[Any]:
-    """One SDPA call for the branches [(start, end, p)] of the prompt at `root` (all with the same
-    p): each attends to the prompt's first p keys and causally to itself (bottom-right aligned),
-    padded to the longest branch. Batched rather than one call a branch: for 7 branches of 35
-    tokens after a 100-token prompt (9 heads, 1 thread, forward + backward) 5.2 ms in one fp32
-    call, 7 x 1.4 ms in single ones, 14.7 ms in one bf16 call. Returns [1, heads, length, dim]
-    outputs in the branches' order."""
+    """One SDPA call for the branches (indices into a row's per-segment [1, heads, length, dim]
+    pieces `qs`, `ks`, `vs`) of the prompt at index `root`, all with prefix length `p`: each
+    attends to the prompt's first p keys and causally to itself (bottom-right aligned), padded
+    to the longest branch. Batched rather than one call a branch: for 7 branches of 35 tokens
+    after a 100-token prompt (9 heads, 1 thread, forward + backward) 5.2 ms in one fp32 call,
+    7 x 1.4 ms in single ones, 14.7 ms in one bf16 call. Returns [1, heads, length, dim] outputs
+    in the branches' order."""
     import torch
     from torch.nn.utils.rnn import pad_sequence
 
-    p = branches[0][2]
-    lengths = [e - s for s, e, _ in branches]
+    lengths = [qs[i].shape[2] for i in branches]
     width, n = max(lengths), len(branches)
 
-    def padded(x: Any) -> Any:  # [heads, seq, dim] -> [branches, heads, width, dim]
-        return pad_sequence([x[:, s:e].transpose(0, 1) for s, e, _ in branches], batch_first=True).transpose(1, 2)
+    def padded(pieces: Any) -> Any:  # [1, heads, length, dim] pieces -> [branches, heads, width, dim]
+        return pad_sequence([pieces[i][0].transpose(0, 1) for i in branches], batch_first=True).transpose(1, 2)
 
-    k = torch.cat([key[:, root:root + p].expand(n, -1, -1, -1), padded(key)], dim=2)
-    v = torch.cat([value[:, root:root + p].expand(n, -1, -1, -1), padded(value)], dim=2)
-    i = torch.arange(width, device=query.device)[:, None]
-    j = torch.arange(p + width, device=query.device)[None, :]
-    own = torch.tensor(lengths, device=query.device)[:, None, None]
+    k = torch.cat([ks[root][:, :, :p].expand(n, -1, -1, -1), padded(ks)], dim=2)
+    v = torch.cat([vs[root][:, :, :p].expand(n, -1, -1, -1), padded(vs)], dim=2)
+    device = qs[root].device
+    i = torch.arange(width, device=device)[:, None]
+    j = torch.arange(p + width, device=device)[None, :]
+    own = torch.tensor(lengths, device=device)[:, None, None]
     allowed = (j < p) | ((j - p <= i) & (j - p < own))  # [branches, width, p + width]
-    out = _sdpa(padded(query), k, v, dropout, scaling, gqa, attn_mask=allowed[:, None])
+    out = _sdpa(padded(qs), k, v, dropout, scaling, gqa, attn_mask=allowed[:, None])
     return [out[b:b + 1, :, :length] for b, length in enumerate(lengths)]
 
 
