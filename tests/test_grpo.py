@@ -506,5 +506,10 @@ def test_grpo_continues_an_sft_adapter(tiny_model_dir, tmp_path):
     assert before and all(any(torch.equal(v, w) for w in start.values()) for v in before.values())
     cfg = json.loads((res.adapter_dir / "adapter_config.json").read_text())
     assert cfg["r"] == 4 and Path(cfg["base_model_name_or_path"]) == Path(tiny_model_dir)
+    # the run's config.yaml names the method as the adapter has it, so it runs again as it is
+    saved = TrainRecipe.load(tmp_path / "grpo" / "config.yaml")
+    assert (saved.method.r, saved.method.dropout) == (4, 0.0)
+    again = train(tmp_path / "grpo" / "config.yaml", [f"run.output_dir={tmp_path / 'grpo-again'}", "trainer.max_steps=1"])
+    assert again.adapter_dir is not None
     with pytest.raises(MathtuneError, match=r"method.r=8 \(the adapter has 4\)"):
         train(recipe(sft.adapter_dir, tmp_path / "grpo2", max_steps=1) | {"method": {"kind": "lora", "r": 8}})

@@ -80,7 +80,10 @@ def train(recipe: TrainRecipe | dict[str, Any] | str | os.PathLike, overrides: l
 
     model, tokenizer, device, dtype, n_params = _load(recipe)
     train_ds, eval_ds, curriculum = _datasets(recipe, tokenizer, run_dir)
+    continued = _continues_adapter(model, recipe)
     model = _apply_method(model, recipe)
+    if continued and _rank() == 0:  # the method as the adapter has it: config.yaml reloads as it is
+        atomic_write_text(run_dir / "config.yaml", dump_recipe(_as_continued(recipe, model)))
     trainer, nan_guard = _build(recipe, model, tokenizer, train_ds, eval_ds, run_dir, device, dtype, n_params,
                                 list(callbacks), curriculum)
     resume = last_complete_checkpoint(run_dir) if recipe.run.resume else None
@@ -139,9 +142,9 @@ def _apply_method(model: Any, recipe: TrainRecipe) -> Any:
         from .reward_model import apply_method
 
         return apply_method(model, recipe.method)
-    from peft import PeftModel, get_peft_model
+    from peft import get_peft_model
 
-    if isinstance(model, PeftModel) and recipe.stage in ("sft", "cpt", "grpo", "dpo"):
+    if _continues_adapter(model, recipe):
         return _continue_adapter(model, recipe)  # dpo: TRL keeps a frozen copy of it as the reference
     cfg = peft_config(model, recipe.method)
     if cfg is None:
@@ -149,6 +152,20 @@ def _apply_method(model: Any, recipe: TrainRecipe) -> Any:
     if recipe.stage == "dpo":  # DPOTrainer wraps it (dpo.build): the adapter disabled is the reference
         return model
     return get_peft_model(model, cfg)
+
+
+def _continues_adapter(model: Any, recipe: TrainRecipe) -> bool:
+    from peft import PeftModel
+
+    return isinstance(model, PeftModel) and recipe.stage in ("sft", "cpt", "grpo", "dpo")
+
+
+def _as_continued(recipe: TrainRecipe, model: Any) -> TrainRecipe:
+    """The recipe with `method` set to the continued adapter's kind, rank, alpha and dropout."""
+    cfg = model.peft_config[model.active_adapter]
+    method = {**recipe.method.model_dump(), "kind": "dora" if getattr(cfg, "use_dora", False) else "lora",
+              "r": cfg.r, "alpha": cfg.lora_alpha, "dropout": cfg.lora_dropout}
+    return TrainRecipe.from_dict({**recipe.model_dump(), "method": method})
 
 
 def _continue_adapter(model: Any, recipe: TrainRecipe) -> Any:
