@@ -140,3 +140,16 @@ def test_free_host_memory_counts_the_page_cache_and_a_cgroup_limit(tmp_path):
     (cg / "memory.max").write_text("max\n")
     assert device._cgroup_headroom(f"{cg}/") is None
     assert device.free_memory("cpu") > 0
+
+
+def test_the_cpu_dtype_probe_runs_once_per_process(monkeypatch):
+    """Every stage of a run computes in the same dtype: a later probe on a busy core must not flip it."""
+    from mathtune.models import device
+
+    monkeypatch.delenv("MATHTUNE_CPU_DTYPE", raising=False)
+    first = device.cpu_bf16_is_fast()
+    monkeypatch.setattr(torch, "randn", lambda *a, **k: pytest.fail("the dtype probe ran again"))
+    assert [device.cpu_bf16_is_fast() for _ in range(3)] == [first] * 3
+    for forced in ("fp32", "bf16"):  # the override still wins over the cached measurement
+        monkeypatch.setenv("MATHTUNE_CPU_DTYPE", forced)
+        assert device.cpu_bf16_is_fast() == (forced == "bf16")

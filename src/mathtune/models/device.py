@@ -106,17 +106,22 @@ def cpu_kind() -> str:
 
 
 def cpu_bf16_is_fast() -> bool:
-    """Measure once per process whether bf16 matmul beats fp32 on this CPU.
+    """Whether bf16 matmul beats fp32 on this CPU: measured once per process (`_bf16_probe`), so
+    every stage of one run (the demo's SFT, evaluations and GRPO) computes in the same dtype.
 
     Without AVX512-BF16/AMX a CPU emulates bf16 matmul and runs it far slower than fp32; with
     them it runs faster. A probe of a few tens of milliseconds decides rather than a guess.
     Override with MATHTUNE_CPU_DTYPE=fp32|bf16.
     """
-    import torch
-
     forced = os.environ.get("MATHTUNE_CPU_DTYPE")
     if forced:
         return forced == "bf16"
+    return _bf16_probe()
+
+
+@cache
+def _bf16_probe() -> bool:
+    import torch
 
     def timed(dtype: torch.dtype) -> float:
         a = torch.randn(192, 192, dtype=dtype)
@@ -128,12 +133,17 @@ def cpu_bf16_is_fast() -> bool:
 
     # One thread: the question is the instruction set, not threading — and right after a bf16
     # op (oneDNN) spinning OpenMP workers can make the next multi-threaded fp32 op (BLAS) much
-    # slower, which biased an earlier version of this probe towards bf16.
+    # slower, which biased an earlier version of this probe towards bf16. Rounds alternate the
+    # dtypes and each keeps its best: a 0.1 ms timing that a busy core interrupts once is
+    # ruined (measured every call, the probe once answered fp32 midway through a demo on an AMX
+    # Xeon, where bf16 takes 0.33-0.45x fp32's time, and the demo's GRPO ran 1.9x slower).
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        fp32 = min(timed(torch.float32) for _ in range(3))
-        bf16 = min(timed(torch.bfloat16) for _ in range(3))
+        fp32 = bf16 = float("inf")
+        for _ in range(5):
+            fp32 = min(fp32, timed(torch.float32))
+            bf16 = min(bf16, timed(torch.bfloat16))
     finally:
         torch.set_num_threads(threads)
     return bf16 < 0.8 * fp32
