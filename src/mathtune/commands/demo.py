@@ -55,7 +55,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     rl.add_argument("--rl-prompts", type=int, default=8, help="problems per GRPO step (default 8)")
     rl.add_argument("--rl-group", type=int, default=8, help="completions per problem (default 8)")
     rl.add_argument("--rl-lr", type=float, default=1e-4, help="GRPO learning rate (default 1e-4)")
-    rl.add_argument("--rl-pass-k", type=int, default=8,
+    rl.add_argument("--rl-temperature", type=float, default=0.7,
+                    help="sampling temperature of the rollouts and the pass-rate filter (default 0.7: the model is "
+                         "scored greedily, and samples nearer its greedy answer move that answer)")
+    rl.add_argument("--rl-pass-k", type=int, default=4,
                     help="samples per problem for pass-rate filtering before GRPO (0: no filtering)")
     rl.add_argument("--rl-band", default="0.1,0.6",
                     help="pass rates kept by the filter, low,high (default 0.1,0.6: problems the SFT model "
@@ -163,7 +166,7 @@ def _grpo(adapter: Path, train_path: Path, out_dir: Path, args: argparse.Namespa
         "trainer": {
             "max_steps": args.rl_steps, "learning_rate": args.rl_lr, "lr_scheduler_type": "constant",
             "per_device_train_batch_size": args.rl_prompts * args.rl_group, "num_generations": args.rl_group,
-            "max_completion_length": args.max_new_tokens, "temperature": 1.0,
+            "max_completion_length": args.max_new_tokens, "temperature": args.rl_temperature,
             "save_steps": max(1, args.rl_steps // 3), "save_total_limit": 1,
         },
     })
