@@ -160,11 +160,15 @@ def _continues_adapter(model: Any, recipe: TrainRecipe) -> bool:
     return isinstance(model, PeftModel) and recipe.stage in ("sft", "cpt", "grpo", "dpo")
 
 
+def _adapter_kind(cfg: Any) -> str:
+    return "dora" if getattr(cfg, "use_dora", False) else "lora"
+
+
 def _as_continued(recipe: TrainRecipe, model: Any) -> TrainRecipe:
     """The recipe with `method` set to the continued adapter's kind, rank, alpha and dropout."""
     cfg = model.peft_config[model.active_adapter]
-    method = {**recipe.method.model_dump(), "kind": "dora" if getattr(cfg, "use_dora", False) else "lora",
-              "r": cfg.r, "alpha": cfg.lora_alpha, "dropout": cfg.lora_dropout}
+    method = {**recipe.method.model_dump(), "kind": _adapter_kind(cfg), "r": cfg.r, "alpha": cfg.lora_alpha,
+              "dropout": cfg.lora_dropout}
     return TrainRecipe.from_dict({**recipe.model_dump(), "method": method})
 
 
@@ -175,7 +179,7 @@ def _continue_adapter(model: Any, recipe: TrainRecipe) -> Any:
     starting adapter (TRL copies it into a frozen "ref" adapter), not the base model."""
     cfg = model.peft_config[model.active_adapter]
     method = recipe.method
-    kind = "dora" if getattr(cfg, "use_dora", False) else "lora"
+    kind = _adapter_kind(cfg)
     given = method.model_fields_set
     clash = [f"method.kind={method.kind} (the adapter is {kind})"] if "kind" in given and method.kind != kind else []
     for key, value in (("r", cfg.r), ("alpha", cfg.lora_alpha), ("dropout", cfg.lora_dropout)):
