@@ -85,6 +85,26 @@ def test_train_seed_seeds_the_fine_tune_and_nothing_else(tmp_path):
     assert a.model_dump(exclude={"seed"}) == b.model_dump(exclude={"seed"})
 
 
+def test_rl_temperature_and_pass_k_reach_the_grpo_recipe(tmp_path):
+    """--rl-temperature samples the rollouts and the pass-rate filter (both read the trainer's
+    temperature); --rl-pass-k sizes the filter, 0 turns it off."""
+    import argparse
+
+    from mathtune.commands import demo
+
+    parser = argparse.ArgumentParser()
+    demo.add_arguments(parser)
+
+    def recipe(*argv: str):
+        return demo.grpo_recipe(tmp_path / "adapter", tmp_path / "train.jsonl", tmp_path / "grpo",
+                                parser.parse_args(list(argv)), {"correctness": 1.0})
+
+    default, hot = recipe(), recipe("--rl-temperature", "1.0", "--rl-pass-k", "8")
+    assert (default.trainer["temperature"], default.grpo.pass_rate.k) == (0.7, 4)
+    assert (hot.trainer["temperature"], hot.grpo.pass_rate.k) == (1.0, 8)
+    assert recipe("--rl-pass-k", "0").grpo.pass_rate is None
+
+
 @pytest.mark.parametrize("band", ["0.1", "0.6,0.1", "a,b", "0,1.5"])
 def test_a_bad_rl_band_is_one_clear_error_before_any_work(tmp_path, capsys, band):
     assert main(["demo", "--out", str(tmp_path / "demo"), "--rl", "--rl-band", band]) == 2

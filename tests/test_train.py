@@ -111,6 +111,23 @@ def test_packed_sequences_do_not_attend_across_examples(tiny_model, attn):
     assert not torch.allclose(mixed[17:], torch.cat(alone[1:]), atol=1e-3)
 
 
+def test_varlen_attention_splits_each_row_of_a_packed_batch_by_its_own_examples(tiny_model):
+    """Packed blocks as GPU packing makes them ([rows, block] with positions restarting per
+    example): each row is split by its own examples, and equals the examples run alone."""
+    from mathtune.train.attention import use_varlen_attention
+
+    model = tiny_model.eval()
+    assert use_varlen_attention(model)
+    rows = [[list(range(5, 22)), list(range(40, 49))], [list(range(60, 70)), list(range(7, 23))]]
+    ids = torch.tensor([sum(r, []) for r in rows])
+    pos = torch.tensor([sum((list(range(len(s))) for s in r), []) for r in rows])
+    with torch.no_grad():
+        packed = model(input_ids=ids, position_ids=pos, use_cache=False).logits
+        for b, r in enumerate(rows):
+            alone = torch.cat([model(input_ids=torch.tensor([s])).logits[0] for s in r])
+            torch.testing.assert_close(packed[b], alone, atol=1e-5, rtol=1e-4)
+
+
 @pytest.mark.parametrize("arch", ["llama", "qwen2"])
 def test_varlen_attention_matches_sdpa_in_loss_and_gradients_and_keeps_padding(tiny_tokenizer, arch):
     """mathtune_varlen (per-example SDPA) trains exactly like sdpa's block-diagonal mask, and

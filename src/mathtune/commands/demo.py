@@ -147,16 +147,17 @@ def _train(model: str, train_path: Path, out_dir: Path, args: argparse.Namespace
     return result.adapter_dir
 
 
-def _grpo(adapter: Path, train_path: Path, out_dir: Path, args: argparse.Namespace,
-          rewards: dict[str, Any]) -> Path:
-    """GRPO continuing the SFT adapter (stage grpo, mathtune's rollout) on the training problems."""
-    from ..train import TrainRecipe, train
+def grpo_recipe(adapter: Path, train_path: Path, out_dir: Path, args: argparse.Namespace,
+                rewards: dict[str, Any]) -> Any:
+    """The demo's GRPO recipe (a `TrainRecipe`): stage grpo continuing the SFT adapter, mathtune's
+    rollout, on the training problems, filtered by pass rate unless --rl-pass-k is 0."""
+    from ..train import TrainRecipe
 
     grpo: dict[str, Any] = {}
     if args.rl_pass_k:
         low, high = _band(args.rl_band)
         grpo["pass_rate"] = {"k": args.rl_pass_k, "low": low, "high": high}
-    recipe = TrainRecipe.from_dict({
+    return TrainRecipe.from_dict({
         "stage": "grpo", "name": out_dir.name, "seed": args.seed,
         "model": {"name": str(adapter)},
         "method": {"kind": "lora"},
@@ -170,7 +171,14 @@ def _grpo(adapter: Path, train_path: Path, out_dir: Path, args: argparse.Namespa
             "save_steps": max(1, args.rl_steps // 3), "save_total_limit": 1,
         },
     })
-    result = train(recipe)
+
+
+def _grpo(adapter: Path, train_path: Path, out_dir: Path, args: argparse.Namespace,
+          rewards: dict[str, Any]) -> Path:
+    """GRPO continuing the SFT adapter (`grpo_recipe`)."""
+    from ..train import train
+
+    result = train(grpo_recipe(adapter, train_path, out_dir, args, rewards))
     if result.adapter_dir is None:
         raise RuntimeError("GRPO returned no adapter directory")
     print(f"  adapter -> {result.adapter_dir}")

@@ -94,44 +94,44 @@ def varlen_attention_forward(module: Any, query: Any, key: Any, value: Any, atte
     gqa = key.shape[1] != query.shape[1]
     spans = segments(position_ids, query.shape[0])
     starts = _branch_starts(position_ids, query.shape[0], spans) if _is_shared(position_ids) else None
+    # One split per tensor, not a slice per segment: a slice's backward writes its gradient into a
+    # zero tensor of the whole row, so a slice per segment made the backward quadratic in the
+    # number of segments (the demo's GRPO step, 8 groups x 8: ~6,300 row-sized zero-fill-and-add
+    # per step); split's backward is one concatenation.
+    by_row = [x.split(1) for x in (query, key, value)]
     rows = []
     for b, row_spans in enumerate(spans):
-        # One split per tensor, not a slice per segment: a slice's backward writes its gradient
-        # into a zero tensor of the whole row, so a slice per segment made the backward quadratic
-        # in the number of segments (the demo's GRPO step, 8 groups x 8: ~6,300 row-sized
-        # zero-fill-and-add per step); split's backward is one concatenation.
-        lengths = [e - s for s, e in row_spans]
-        qs, ks, vs = (_row(x, b, len(spans)).split(lengths, dim=2) for x in (query, key, value))
-        index = {s: i for i, (s, _) in enumerate(row_spans)}
+        qs, ks, vs = (x[b].split([e - s for s, e in row_spans], dim=2) for x in by_row)
+        row_starts = starts[b] if starts is not None else [0] * len(row_spans)
         parts: list[Any] = []
-        for root, run in _runs(row_spans, starts[b] if starts is not None else [0] * len(row_spans)):
+        for root, members in _runs(row_spans, row_starts):
             if root is None:
-                i = index[run[0][0]]
+                i, = members
                 parts.append(_sdpa(qs[i], ks[i], vs[i], dropout, scaling, gqa, is_causal=True))
             else:
-                parts.extend(_branch_attention(qs, ks, vs, index[root], [index[s] for s, _, _ in run], run[0][2],
-                                               dropout, scaling, gqa))
+                parts.extend(_branch_attention(qs, ks, vs, root, members, row_starts[members[0]], dropout,
+                                               scaling, gqa))
         rows.append(parts[0] if len(parts) == 1 else torch.cat(parts, dim=2))
     out = rows[0] if len(rows) == 1 else torch.cat(rows, dim=0)
     return out.transpose(1, 2).contiguous(), None
 
 
-def _runs(row_spans: list[tuple[int, int]], starts: list[int]) -> list[tuple[int | None, list[tuple[int, int, int]]]]:
-    """A row's segments as attention calls: (None, [segment]) for a prompt or a plain example,
-    (root start, [branches]) for consecutive branches of one prompt with the same prefix length p.
+def _runs(row_spans: list[tuple[int, int]], starts: list[int]) -> list[tuple[int | None, list[int]]]:
+    """A row's segments (by index) as attention calls: (None, [i]) for a prompt or a plain example,
+    (root, [branches]) for consecutive branches of the prompt `root` with the same prefix length p.
     A segment starting at p > 0 is a branch when a prompt of at least p tokens came before it."""
-    runs: list[tuple[int | None, list[tuple[int, int, int]]]] = []
+    runs: list[tuple[int | None, list[int]]] = []
     root = None
-    for (s, e), p in zip(row_spans, starts, strict=True):
-        if p > 0 and root is not None and root[1] - root[0] >= p:
-            if runs and runs[-1][0] == root[0] and runs[-1][1][0][2] == p:
-                runs[-1][1].append((s, e, p))
+    for i, p in enumerate(starts):
+        if p > 0 and root is not None and row_spans[root][1] - row_spans[root][0] >= p:
+            if runs and runs[-1][0] == root and starts[runs[-1][1][0]] == p:
+                runs[-1][1].append(i)
             else:
-                runs.append((root[0], [(s, e, p)]))
+                runs.append((root, [i]))
             continue
-        runs.append((None, [(s, e, p)]))
+        runs.append((None, [i]))
         if p == 0:
-            root = (s, e)
+            root = i
     return runs
 
 
@@ -155,11 +155,6 @@ def _sdpa(q: Any, k: Any, v: Any, dropout: float, scaling: float | None, gqa: bo
     with torch.autocast("cpu", enabled=False):
         return sdpa(q.float(), k.float(), v.float(), attn_mask=attn_mask, dropout_p=dropout, scale=scaling,
                     is_causal=is_causal, enable_gqa=gqa).to(q.dtype)
-
-
-def _row(x: Any, b: int, batch: int) -> Any:
-    """Row b of [batch, heads, seq, dim] as [1, heads, seq, dim]: x itself for one row (no slice)."""
-    return x if batch == 1 else x.narrow(0, b, 1)
 
 
 def _branch_attention(qs: Any, ks: Any, vs: Any, root: int, branches: list[int], p: int,

@@ -98,13 +98,14 @@ def grpo_settings(recipe: TrainRecipe, run_dir: Path, device: str, dtype: Any, m
     user = dict(recipe.trainer)
     batch = int(user.get("per_device_train_batch_size", 8))
     completion = int(user.get("max_completion_length") or 512)
-    tokens = batch * (prompt_tokens + completion)
     if device == "cpu" and getattr(model_config, "_attn_implementation", "sdpa") == "sdpa":
         # the loss forward packs each group's prompt once (`build`): a step holds the activations
         # of groups x prompt + rows x completion tokens, each ~PACKED_ACTIVATION_SHARE of what the
         # estimate assumes for a padded row
         groups = max(1, batch // int(user.get("num_generations") or 8))
         tokens = int((groups * prompt_tokens + batch * completion) * PACKED_ACTIVATION_SHARE)
+    else:
+        tokens = batch * (prompt_tokens + completion)
     defaults: dict[str, Any] = {
         **LITERATURE_DEFAULTS,
         **common_settings(recipe, run_dir, device, dtype),

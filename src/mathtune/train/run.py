@@ -74,16 +74,14 @@ def train(recipe: TrainRecipe | dict[str, Any] | str | os.PathLike, overrides: l
     _check_early(recipe)
     run_dir = recipe.output_dir()
     run_dir.mkdir(parents=True, exist_ok=True)
-    if _rank() == 0:
-        atomic_write_text(run_dir / "config.yaml", dump_recipe(recipe))
     set_seed(recipe.trainer.get("seed", recipe.seed))
 
     model, tokenizer, device, dtype, n_params = _load(recipe)
     train_ds, eval_ds, curriculum = _datasets(recipe, tokenizer, run_dir)
     continued = _continues_adapter(model, recipe)
     model = _apply_method(model, recipe)
-    if continued and _rank() == 0:  # the method as the adapter has it: config.yaml reloads as it is
-        atomic_write_text(run_dir / "config.yaml", dump_recipe(_as_continued(recipe, model)))
+    if _rank() == 0:  # a continued adapter's method as it has it, so config.yaml reloads as it is
+        atomic_write_text(run_dir / "config.yaml", dump_recipe(_as_continued(recipe, model) if continued else recipe))
     trainer, nan_guard = _build(recipe, model, tokenizer, train_ds, eval_ds, run_dir, device, dtype, n_params,
                                 list(callbacks), curriculum)
     resume = last_complete_checkpoint(run_dir) if recipe.run.resume else None
