@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -140,6 +143,31 @@ def test_free_host_memory_counts_the_page_cache_and_a_cgroup_limit(tmp_path):
     (cg / "memory.max").write_text("max\n")
     assert device._cgroup_headroom(f"{cg}/") is None
     assert device.free_memory("cpu") > 0
+
+
+def test_free_host_memory_counts_what_this_process_freed(monkeypatch):
+    """Memory an earlier stage freed counts as free: glibc keeps freed chunks below a live one in
+    its heap, and the kernel's MemAvailable would not count them until they are handed back."""
+    import platform
+
+    from mathtune.models import device
+
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        pytest.skip("malloc_trim is glibc's")
+
+    def rss() -> int:
+        return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    monkeypatch.setattr(device, "_meminfo_available", lambda path="": 0)  # only the release is under test
+    blocks = [b"x" * 65536 for _ in range(4096)]  # 256 MB in heap chunks (under the mmap threshold)
+    pin = b"y" * 65536  # a live chunk above them keeps the heap from shrinking by itself
+    before = rss()
+    del blocks
+    freed = rss()
+    device.free_memory("cpu")
+    after = rss()
+    assert after < freed - (128 << 20), (before, freed, after)
+    assert pin
 
 
 def test_the_cpu_dtype_probe_runs_once_per_process(monkeypatch):

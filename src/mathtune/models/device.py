@@ -6,7 +6,8 @@
   bf16 only when a one-off probe (`cpu_bf16_is_fast`) shows this CPU runs bf16 matmul faster
   than fp32. CPUs without bf16 instructions (AVX512-BF16 / AMX) emulate it, often orders of
   magnitude slower, so bf16 is never assumed on a CPU.
-- `free_memory(device)`: bytes free on the GPU, or available host RAM.
+- `free_memory(device)`: bytes free on the GPU, or available host RAM (after handing the heap
+  pages this process has freed back to the kernel, `release_freed_heap`).
 
 CPU threads are decided in `mathtune.models.threads`.
 """
@@ -17,7 +18,7 @@ import os
 import time
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import MathtuneError
 
@@ -51,6 +52,7 @@ def free_memory(device: str) -> int:
 
     if device.startswith("cuda"):
         return torch.cuda.mem_get_info()[0]
+    release_freed_heap()
     available = _meminfo_available()
     if available is None:
         try:
@@ -59,6 +61,28 @@ def free_memory(device: str) -> int:
             return 8 << 30
     limit = _cgroup_headroom()
     return available if limit is None else min(available, limit)
+
+
+def release_freed_heap() -> bool:
+    """Hand the heap pages this process has freed back to the kernel (glibc `malloc_trim(0)`;
+    False where there is no glibc). glibc keeps freed memory in its arenas, so after an eval or
+    a training stage in the same process MemAvailable undercounts what this process could still
+    get by what it freed: measured after evaluating 200 problems, 1.2 GB (RSS 1.90 -> 0.66 GB);
+    in `demo --rl` this made GRPO checkpoint activations it had room for (~20% of a step)."""
+    import gc
+
+    gc.collect()
+    try:
+        return bool(_libc().malloc_trim(0))
+    except (OSError, AttributeError):
+        return False
+
+
+@cache
+def _libc() -> Any:
+    import ctypes
+
+    return ctypes.CDLL("libc.so.6")
 
 
 def _meminfo_available(path: str = "/proc/meminfo") -> int | None:
