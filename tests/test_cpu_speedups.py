@@ -80,9 +80,10 @@ def _padded_batch():
     return ids, mask, labels
 
 
-def _grouped_batch():
+def _grouped_batch(shuffled: bool = False):
     """GRPO's layout: 2 prompts (left-padded) x 3 completions each (right-padded), one of which is
-    cut to nothing by TRL's masking of truncated completions."""
+    cut to nothing by TRL's masking of truncated completions; `shuffled`, the rows in the order
+    TRL trains them (`shuffle_sequence_dict` mixes the groups)."""
     g = torch.Generator().manual_seed(2)
     prompts = [torch.randint(5, 60, (n,), generator=g) for n in (6, 9)]
     completion_lens, width_p, width_c = [[5, 2, 7], [4, 0, 6]], 9, 7
@@ -98,21 +99,24 @@ def _grouped_batch():
                 mask[row, width_p:] = 0
     labels = ids.masked_fill(mask == 0, -100)
     labels[:, :width_p] = -100
+    if shuffled:
+        order = torch.tensor([3, 0, 4, 1, 5, 2])
+        ids, mask, labels = ids[order], mask[order], labels[order]
     return ids, mask, labels, 6 + 9 + sum(map(sum, completion_lens))
 
 
 @pytest.mark.parametrize(("batch", "temperature"), [("plain", 1.0), ("plain", 0.7), ("groups", 1.0),
-                                                    ("groups-checkpointed", 1.0)])
+                                                    ("groups-shuffled", 1.0), ("groups-checkpointed", 1.0)])
 def test_padded_batches_run_padding_free_with_trls_results(tiny_tokenizer, dtype, batch, temperature):
     """GRPO's loss forward: the same log-probs, entropies, loss and gradients as TRL's fused head
     on the padded batch (sdpa with a padding mask), from one packed row of only the real tokens;
-    a group's shared prompt is packed once."""
+    a group's shared prompt is packed once, also when TRL has shuffled the group's rows apart."""
     from trl.trainer.utils import add_fused_lm_head
 
     from mathtune.train.attention import use_varlen_attention
 
     if batch.startswith("groups"):
-        ids, mask, labels, packed = _grouped_batch()
+        ids, mask, labels, packed = _grouped_batch(shuffled=batch == "groups-shuffled")
     else:
         ids, mask, labels = _padded_batch()
         packed = int(mask.sum())
