@@ -67,8 +67,9 @@ def release_freed_heap() -> bool:
     """Hand the heap pages this process has freed back to the kernel (glibc `malloc_trim(0)`;
     False where there is no glibc). glibc keeps freed memory in its arenas, so after an eval or
     a training stage in the same process MemAvailable undercounts what this process could still
-    get by what it freed: measured after evaluating 200 problems, 1.2 GB (RSS 1.90 -> 0.66 GB);
-    in `demo --rl` this made GRPO checkpoint activations it had room for (~20% of a step)."""
+    get by what it freed: measured after evaluating 200 problems, 1.2 GB (RSS 1.90 -> 0.66 GB),
+    which a later stage's checkpointing decision (`train.sft.checkpointing_setting`) would have
+    counted as taken."""
     import gc
 
     gc.collect()
