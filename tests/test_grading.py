@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import select
 import subprocess
 import sys
 import threading
@@ -186,6 +187,26 @@ def test_slow_symbolic_check_times_out_and_pool_recovers():
     assert time.monotonic() - t < 5
     after = grade("\\boxed{2x+2}", "2(x+1)")  # the killed worker was replaced
     assert after.status == "ok" and after.correct
+
+
+def test_a_spare_worker_started_long_ago_takes_over_a_timed_out_task():
+    """The spare a kill leaves behind may have started minutes before the next kill swaps it in;
+    its ready message is then still unread, which is not a worker that failed to start."""
+    from mathtune.grading import pool
+
+    p = pool.WorkerPool()
+    slow = ("\\prod_{k=1}^{20000} (1+\\frac{1}{k^2})", "\\prod_{k=1}^{20000} (1+\\frac{1}{k^3})")
+    try:
+        assert p.run([slow], timeout=0.5, workers=1)[0]["status"] == "timeout"  # leaves a spare
+        assert p._spare is not None
+        deadline = time.monotonic() + 60
+        while not select.select([p._spare], [], [], 0.1)[0] and time.monotonic() < deadline:
+            pass  # its ready message waits in the pipe, unread
+        p._spare.started -= 2 * pool.STARTUP_TIMEOUT  # as in a long run: started minutes ago
+        got = p.run([slow, ("2", "2")], timeout=0.5, workers=1)
+        assert [g["status"] for g in got] == ["timeout", "ok"] and got[1]["correct"]
+    finally:
+        p.close()
 
 
 def test_answers_equivalent_is_fast_enough_for_majority_voting():

@@ -64,6 +64,14 @@ class _Worker:
         *lines, self._buf = self._buf.split(b"\n")
         return [json.loads(line) for line in lines if line.strip()]
 
+    def poll_ready(self) -> bool:
+        """Whether the worker has said it is ready, reading its pipe now if it has not been read:
+        a spare started long ago may be ready with its message still unread."""
+        if not self.ready and select.select([self], [], [], 0)[0]:
+            for msg in self.receive() or []:
+                self.ready = self.ready or bool(msg.get("ready"))
+        return self.ready
+
     def kill(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
@@ -167,7 +175,7 @@ class WorkerPool:
                     results[i] = {"status": "timeout", "correct": False}
                     self._replace(use, w)
             for w in use:
-                if not w.ready and now > w.started + STARTUP_TIMEOUT:
+                if now > w.started + STARTUP_TIMEOUT and not w.poll_ready():
                     raise MathtuneError(
                         "a grading worker process did not start",
                         f"check that `{sys.executable} -m mathtune.grading.worker` runs",
