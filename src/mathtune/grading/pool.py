@@ -64,14 +64,6 @@ class _Worker:
         *lines, self._buf = self._buf.split(b"\n")
         return [json.loads(line) for line in lines if line.strip()]
 
-    def poll_ready(self) -> bool:
-        """Whether the worker has said it is ready, reading its pipe now if it has not been read:
-        a spare started long ago may be ready with its message still unread."""
-        if not self.ready and select.select([self], [], [], 0)[0]:
-            for msg in self.receive() or []:
-                self.ready = self.ready or bool(msg.get("ready"))
-        return self.ready
-
     def kill(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
@@ -169,17 +161,19 @@ class WorkerPool:
                     elif w in busy and msg.get("id") == busy[w][0]:
                         results[busy.pop(w)[0]] = msg
             now = time.monotonic()
+            # only workers this round's select polled: a spare swapped in may have started long
+            # ago with its ready message still unread, and the next round reads it
+            for w in watch:
+                if w in use and not w.ready and now > w.started + STARTUP_TIMEOUT:
+                    raise MathtuneError(
+                        "a grading worker process did not start",
+                        f"check that `{sys.executable} -m mathtune.grading.worker` runs",
+                    )
             for w, (i, deadline) in list(busy.items()):
                 if now >= deadline:
                     busy.pop(w)
                     results[i] = {"status": "timeout", "correct": False}
                     self._replace(use, w)
-            for w in use:
-                if now > w.started + STARTUP_TIMEOUT and not w.poll_ready():
-                    raise MathtuneError(
-                        "a grading worker process did not start",
-                        f"check that `{sys.executable} -m mathtune.grading.worker` runs",
-                    )
         return [r if r is not None else {"status": "unparseable", "correct": False} for r in results]
 
 

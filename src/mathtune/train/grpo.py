@@ -99,7 +99,7 @@ def grpo_settings(recipe: TrainRecipe, run_dir: Path, device: str, dtype: Any, m
     batch = int(user.get("per_device_train_batch_size", 8))
     completion = int(user.get("max_completion_length") or 512)
     if device == "cpu" and getattr(model_config, "_attn_implementation", "sdpa") == "sdpa":
-        # the loss forward packs each group's prompt once (`build`): a step holds the activations
+        # the loss forward packs each group's prompt once (`cpu_speedups._packed_rows`): a step holds the activations
         # of groups x prompt + rows x completion tokens, each ~PACKED_ACTIVATION_SHARE of what the
         # estimate assumes for a padded row
         groups = max(1, batch // int(user.get("num_generations") or 8))
