@@ -26,9 +26,10 @@ Arms:
              k=8), held-out pairs from its samples on the test problems (`data pairs --from-run`);
              DPO (RPO loss) continuing the SFT adapter, the held-out pairs as its validation set;
              then greedy held-out accuracy, SFT -> SFT+DPO.
-  reward     a reward model (stage reward) on pairs of the SFT model's samples (k=8, 2 pairs a problem)
-             on --rm-train-problems fresh synthetic problems; its ranking accuracy (chosen scored
-             above rejected, pooled, Wilson CI) on pairs from --rm-test-problems held-out ones.
+  reward     a reward model (stage reward, backbone --rm-model) on pairs of the SFT model's samples
+             (k=8, 2 pairs a problem) on --rm-train-problems fresh synthetic problems; its ranking
+             accuracy (chosen scored above rejected, pooled, Wilson CI) on pairs from
+             --rm-test-problems held-out ones.
   transfer   the base and the SFT model on real public benchmarks they did not train on
              (--transfer, e.g. svamp,mawps; offline from --data-dir).
 """
@@ -143,6 +144,8 @@ def main() -> int:
     p.add_argument("--data-dir", default=os.environ.get("MATHTUNE_DATA", "../shared/data/benchmarks"))
     p.add_argument("--dpo-lr", type=float, default=5e-5)
     p.add_argument("--dpo-epochs", type=float, default=2)
+    p.add_argument("--rm-model", default="smollm2-135m-instruct",
+                   help="the reward model's backbone (catalogue name, Hub id or local dir), e.g. qwen2.5-coder-0.5b-instruct")
     p.add_argument("--rm-lr", type=float, default=1e-4)
     p.add_argument("--rm-epochs", type=float, default=1)
     p.add_argument("--rm-train-problems", type=int, default=1600,
@@ -237,9 +240,10 @@ def main() -> int:
                 sh(["data", "pairs", "--model", str(sft), "--data", str(data), "-k", "8", "--temperature",
                     str(args.temperature), "--max-new-tokens", "96", "--pairs-per-problem", str(per),
                     "--seed", str(seed), "-o", str(path)], log)
-        run = out / "reward"
+        run = out / ("reward" if args.rm_model == "smollm2-135m-instruct" else f"reward-{Path(args.rm_model).name}")
         if not (run / "result.json").is_file():
-            sh(["train", str(REPO / "recipes" / "smollm2-135m_reward_pairs.yaml"), f"data.pairs={pairs}",
+            sh(["train", str(REPO / "recipes" / "smollm2-135m_reward_pairs.yaml"), f"model.name={args.rm_model}",
+                f"data.pairs={pairs}",
                 f"data.eval_pairs={held}", f"data.validation_limit={lines(held)}",  # all of them
                 f"run.output_dir={run}", f"trainer.learning_rate={args.rm_lr}",
                 f"trainer.num_train_epochs={args.rm_epochs}", "trainer.eval_steps=0.25", "trainer.save_steps=0.25",
@@ -247,11 +251,12 @@ def main() -> int:
         logged = [json.loads(line) for line in (run / "metrics.jsonl").open()]
         curve = [r["eval_accuracy"] for r in logged if "eval_accuracy" in r]
         ranking = json.loads((run / "result.json").read_text())["metrics"]["eval_ranking"]
-        print(f"  reward model: {lines(pairs)} training pairs; held-out ranking accuracy "
+        print(f"  reward model ({args.rm_model}): {lines(pairs)} training pairs; held-out ranking accuracy "
               f"{ranking['accuracy']:.3f} ({ranking['correct']}/{ranking['n']} pairs, 95% CI "
               f"{ranking['ci95'][0]:.3f}-{ranking['ci95'][1]:.3f}); trainer's eval curve "
               f"{' '.join(f'{a:.3f}' for a in curve)}", flush=True)
-        rows.append({"comparison": "reward model held-out ranking accuracy", **ranking, "curve": curve})
+        rows.append({"comparison": f"reward model ({args.rm_model}) held-out ranking accuracy", **ranking,
+                     "curve": curve})
     if "transfer" in arms:
         for bench in [b.strip() for b in args.transfer.split(",") if b.strip()]:
             common = ["--benchmark", bench, "--data-dir", args.data_dir, "--limit", str(args.transfer_limit),
