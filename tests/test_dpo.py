@@ -337,6 +337,12 @@ def test_reward_model_trains_its_head_and_ranks_held_out_pairs(tiny_model_dir, t
     scores = funcs[0](chosen + rejected, prompts=prompts + prompts)
     assert weights == [0.5] and len(scores) == 8
     assert min(scores[:4]) - max(scores[4:]) > 1.0, scores  # at initialisation the margin is ~0.04
+    # another policy's templated prompts, with each sample's problem (GRPO's `problem` column): the
+    # reward model renders the problem as its pairs were rendered, so the scores are the same
+    assert json.loads((res.adapter_dir / "scoring.json").read_text()) == {"prompt": "chat-boxed", "system": None}
+    foreign = [f"### Instruction (another model's template)\n{p}\n### Response:\n" for p in held]
+    assert funcs[0](chosen + rejected, prompts=foreign * 2, problem=held * 2) == pytest.approx(scores, abs=1e-5)
+    assert funcs[0](chosen + rejected, prompts=foreign * 2) != pytest.approx(scores, abs=1e-5)  # without: other text
 
 
 def test_reward_model_reward_needs_a_path_that_exists(tmp_path):

@@ -513,3 +513,24 @@ def test_grpo_continues_an_sft_adapter(tiny_model_dir, tmp_path):
     assert again.adapter_dir is not None
     with pytest.raises(MathtuneError, match=r"method.r=8 \(the adapter has 4\)"):
         train(recipe(sft.adapter_dir, tmp_path / "grpo2", max_steps=1) | {"method": {"kind": "lora", "r": 8}})
+
+
+def test_reward_functions_get_each_samples_problem_and_gold(tiny_model_dir, tmp_path, monkeypatch):
+    """TRL passes the dataset's `answer` and `problem` columns to every reward: `reward_model`
+    renders the problem in its own prompt style (its tokenizer may not be the policy's)."""
+    from mathtune.train import rewards
+
+    seen: list[dict] = []
+
+    def record(self, completions, prompts=None, problem=None, answer=None, **_):
+        seen.append({"prompts": list(prompts), "problem": problem, "answer": answer})
+        return [0.0] * len(completions)
+
+    monkeypatch.setattr(rewards.RewardModelReward, "__init__", lambda self, path, batch_size=8: None)
+    monkeypatch.setattr(rewards.RewardModelReward, "__call__", record)
+    train(recipe(tiny_model_dir, tmp_path / "run", rewards={"reward_model": {"path": "rm"}}, max_steps=1))
+    known = {e["problem"]: e["answer"] for e in examples()}
+    assert seen and all(len(s["problem"]) == len(s["prompts"]) == 4 for s in seen)
+    for s in seen:
+        for prompt, problem, answer in zip(s["prompts"], s["problem"], s["answer"], strict=True):
+            assert problem in prompt and known[problem] == answer

@@ -141,13 +141,15 @@ def prompt_text(style: PromptStyle, problem: str, tokenizer: Any, system: str | 
 
 
 def grpo_dataset(examples: list[Any], tokenizer: Any, style: PromptStyle, system: str | None) -> Any:
-    """A `datasets.Dataset` with `prompt` (rendered) and `answer` (the gold) columns."""
+    """A `datasets.Dataset` with `prompt` (rendered), `answer` (the gold) and `problem` columns
+    (TRL passes the last two to every reward function: `correctness` grades against `answer`,
+    `reward_model` renders `problem` in its own prompt style)."""
     from datasets import Dataset
 
     if not examples:
         raise MathtuneError("stage grpo got no training examples", "check the data: section of the recipe")
-    return Dataset.from_list([{"prompt": prompt_text(style, ex.problem, tokenizer, system), "answer": ex.answer}
-                              for ex in examples])
+    return Dataset.from_list([{"prompt": prompt_text(style, ex.problem, tokenizer, system), "answer": ex.answer,
+                               "problem": ex.problem} for ex in examples])
 
 
 def grpo_datasets(recipe: TrainRecipe, tokenizer: Any, run_dir: Path) -> tuple[Any, None, bool]:

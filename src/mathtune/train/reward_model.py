@@ -24,6 +24,14 @@ text, so a score at GRPO time is the score the model was trained to give. Logged
 `max_reward`, with `eval_` on held-out pairs. TRL's `eval_accuracy` is a mean of per-batch means;
 after training, `ranking_accuracy` scores every held-out pair with the saved model (the scorer GRPO
 uses) and `result.json` keeps the pooled share with its Wilson interval as `eval_ranking`.
+
+Scoring another model's samples: a reward model need not share the policy's tokenizer or chat
+template (a Qwen2.5-Coder-0.5B scorer ranks SmolLM2 solutions better than SmolLM2 does: 0.738
+against 0.57-0.69 on the same held-out pairs, `benchmarks/accuracy_ab.py --arms reward`). The
+saved model dir keeps the prompt style its pairs were rendered in (`scoring.json`); given each
+sample's `problem` (GRPO passes its dataset's `problem` column), the scorer renders the prompt
+as training did, with the reward model's own tokenizer, instead of scoring the policy's
+templated text.
 """
 
 from __future__ import annotations
@@ -39,6 +47,7 @@ from .recipe import MethodSpec, ModelSpec, TrainRecipe
 
 DEFAULTS: dict[str, Any] = {"center_rewards_coefficient": 0.01}
 OUTPUT_DIRS = ("merged", "adapter", "model")  # where a run dir keeps its reward model, best first
+SCORING_FILE = "scoring.json"  # beside the weights: how its training prompts were rendered
 
 
 # --------------------------------------------------------------------------- config
@@ -183,6 +192,13 @@ def check(recipe: TrainRecipe) -> None:
 # --------------------------------------------------------------------------- scoring
 
 
+def write_scoring(model_dir: Path, recipe: TrainRecipe) -> None:
+    """Record in a saved reward model's dir how its training prompts were rendered from problems."""
+    from ..files import atomic_write_json
+
+    atomic_write_json(Path(model_dir) / SCORING_FILE, {"prompt": recipe.data.prompt, "system": recipe.data.system})
+
+
 def reward_model_dir(path: str | Path) -> Path:
     """The reward model of a run dir (merged/, adapter/ or model/), or `path` itself."""
     path = Path(path).expanduser()
@@ -241,17 +257,29 @@ class RewardModelScorer:
         self.path, self.device, self.dtype, self.batch_size = Path(path), device, dtype, max(1, int(batch_size))
         self._lock = threading.Lock()
         self._loaded: tuple[Any, Any] | None = None
+        spec = reward_model_dir(path) / SCORING_FILE
+        self.scoring: dict[str, Any] | None = json.loads(spec.read_text()) if spec.is_file() else None
 
     def _model(self) -> tuple[Any, Any]:
         if self._loaded is None:
             self._loaded = load_reward_model(self.path, self.device, self.dtype)
         return self._loaded
 
-    def texts(self, prompts: Sequence[Any], completions: Sequence[Any]) -> list[tuple[str, bool]]:
-        """(text, add special tokens) per pair, built as TRL's RewardTrainer built its training texts."""
+    def texts(self, prompts: Sequence[Any], completions: Sequence[Any],
+              problems: Sequence[str | None] | None = None) -> list[tuple[str, bool]]:
+        """(text, add special tokens) per pair, built as TRL's RewardTrainer built its training
+        texts; with `problems` (and a model that recorded its prompt style), each prompt is the
+        problem rendered as its training pairs were, by the reward model's tokenizer."""
         from ..grading.reward import completion_text
 
         _, tok = self._model()
+        if problems is not None and self.scoring is not None:
+            from ..prompts import get_style
+            from .grpo import prompt_text
+
+            style, system = get_style(self.scoring["prompt"]), self.scoring.get("system")
+            prompts = [prompt_text(style, q, tok, system) if q else p
+                       for p, q in zip(prompts, problems, strict=True)]
         out = []
         for p, c in zip(prompts, completions, strict=True):
             if isinstance(p, list):  # chat messages: the template renders prompt and answer together
@@ -262,7 +290,8 @@ class RewardModelScorer:
                 out.append((text if text.endswith(tok.eos_token) else text + tok.eos_token, True))
         return out
 
-    def score(self, prompts: Sequence[Any], completions: Sequence[Any]) -> list[float]:
+    def score(self, prompts: Sequence[Any], completions: Sequence[Any],
+              problems: Sequence[str | None] | None = None) -> list[float]:
         import torch
 
         if len(prompts) != len(completions):
@@ -270,7 +299,7 @@ class RewardModelScorer:
                                 "pass one prompt per completion")
         with self._lock:
             model, tok = self._model()
-            items = self.texts(prompts, completions)
+            items = self.texts(prompts, completions, problems)
             scores: list[float] = []
             device = next(model.parameters()).device
             for i in range(0, len(items), self.batch_size):

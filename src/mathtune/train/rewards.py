@@ -25,7 +25,9 @@ arrive as keyword arguments). A recipe names them with weights:
   answer (a repeated tail) or by the share of repeated 15-word n-grams (`repetition: false`
   turns that part off). The worse of the two counts.
 - `reward_model`: the score of a reward model trained by `stage: reward` (option `path`: its run
-  dir or adapter dir; `batch_size`), loaded once, on first use, on the training device. Scores
+  dir or adapter dir; `batch_size`), loaded once, on first use, on the training device. Its
+  prompt is each problem rendered as its training pairs were, by its own tokenizer (so it may be
+  another model family than the policy: `train/reward_model.py`). Scores
   are Bradley-Terry logits kept near 0 by `center_rewards_coefficient`; weigh it against
   `correctness`, e.g. `rewards: {correctness: 1.0, reward_model: {weight: 0.2, path: runs/train/rm}}`.
 - controls, for attribution (a gain means nothing without its control): `random`, 1.0 with
@@ -176,10 +178,10 @@ class RewardModelReward:
         self.scorer = RewardModelScorer(path, batch_size=batch_size)
 
     def __call__(self, completions: Sequence[Any], prompts: Sequence[Any] | None = None,
-                 **_: Any) -> list[float | None]:
+                 problem: Sequence[str] | None = None, **_: Any) -> list[float | None]:
         if prompts is None:
             raise MathtuneError("the reward_model reward needs the prompts", "TRL's GRPOTrainer passes them")
-        return list(self.scorer.score(list(prompts), list(completions)))
+        return list(self.scorer.score(list(prompts), list(completions), None if problem is None else list(problem)))
 
 
 # name -> (factory(style, max_completion_length, seed, **options), option names)

@@ -302,6 +302,7 @@ def _save_outputs(recipe: TrainRecipe, trainer: Any, tokenizer: Any, run_dir: Pa
             extra = {"selected_adapters": ["default"]} if "ref" in getattr(trainer.model, "peft_config", {}) else {}
             trainer.model.save_pretrained(tmp, **extra)
             tokenizer.save_pretrained(tmp)
+            _scoring(recipe, tmp)
     metrics: dict[str, Any] = {k: v for k, v in out.metrics.items() if isinstance(v, int | float)}
     metrics["global_step"] = trainer.state.global_step
     if eval_ds is not None:
@@ -354,7 +355,15 @@ def _merge(recipe: TrainRecipe, trainer: Any, tokenizer: Any, adapter_dir: Path,
         with atomic_dir(target) as tmp:
             merged.save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)
+            _scoring(recipe, tmp)
     return target
+
+
+def _scoring(recipe: TrainRecipe, model_dir: Path) -> None:
+    if recipe.stage == "reward":
+        from .reward_model import write_scoring
+
+        write_scoring(model_dir, recipe)
 
 
 def _benchmark_eval(recipe: TrainRecipe, model_dir: Path) -> dict[str, Any] | None:
