@@ -10,6 +10,7 @@ from mathtune.train.cpu_speedups import (
     bernoulli_drop_mask,
     fuse_lora_dropout,
     install_cpu_loss_head,
+    skip_autocast_input_casts,
 )
 
 
@@ -226,6 +227,51 @@ def test_fused_lora_dropout_gradients_equal_dropout_with_the_same_mask(tiny_toke
     for n in fused:
         assert fused[n].dtype == torch.float32, n  # fp32 adapters get fp32 gradients in both dtypes
         torch.testing.assert_close(fused[n], ref[n], **_tolerance(dtype), msg=n)
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.3])  # PEFT's own lora_A, and the fused dropout's
+def test_adapter_inputs_skip_the_fp32_round_trip_under_autocast_with_identical_results(tiny_tokenizer, dropout):
+    """bf16 base, fp32 adapters, CPU autocast (TRL's bf16=True): without PEFT's input cast the
+    loss and every gradient are bit-identical, no adapted layer copies its input to fp32, and
+    outside autocast (generation) the cast still happens."""
+    from peft import LoraConfig, get_peft_model
+
+    model = get_peft_model(make_tiny_model(tiny_tokenizer).to(torch.bfloat16), LoraConfig(
+        r=4, lora_alpha=8, lora_dropout=dropout, target_modules="all-linear", task_type="CAUSAL_LM")).train()
+    fuse_lora_dropout(model)
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.1)
+    ids, labels = _batch()
+    casts: list[torch.dtype] = []
+    layers = [m for m in model.modules() if hasattr(m, "lora_A") and hasattr(m, "_cast_input_dtype")]
+    for m in layers:
+        real = m._cast_input_dtype
+        m._cast_input_dtype = lambda x, dt, _r=real: (casts.append(dt) if x.dtype != _r(x, dt).dtype else None) or _r(x, dt)
+
+    def step() -> tuple[torch.Tensor, dict]:
+        torch.manual_seed(0)  # the same dropout masks
+        model.zero_grad()
+        with _autocast("bf16"):
+            loss = model(input_ids=ids, labels=labels).loss
+        loss.backward()
+        return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    loss0, grads0 = step()
+    assert len(casts) == len(layers) == 14  # PEFT: every adapted layer copies its bf16 input to fp32
+    undo = skip_autocast_input_casts(model)
+    assert len(undo) == 14
+    casts.clear()
+    loss1, grads1 = step()
+    assert casts == [] and torch.equal(loss0, loss1) and grads0.keys() == grads1.keys()
+    for n in grads0:
+        assert torch.equal(grads0[n], grads1[n]), n
+    with torch.no_grad():  # no autocast: the adapters need the cast and get it
+        model.eval()(input_ids=ids)
+    assert len(casts) == 14
+    undo.undo()
+    assert all(m.cast_input_dtype_enabled and not m._forward_pre_hooks for m in layers)
 
 
 def test_no_dropout_leaves_lora_layers_alone(tiny_tokenizer):

@@ -1,4 +1,4 @@
-"""Two CPU hot spots of LoRA SFT under TRL 1.x, replaced by leaner equivalents.
+"""CPU hot spots of LoRA SFT and GRPO under TRL 1.x, replaced by leaner equivalents.
 
 A profile of a CPU LoRA step (SmolLM2-135M, LoRA on all linear layers with dropout, packed 1024-
 token rows) puts TRL's fused LM head and PEFT's LoRA dropout next to the matrix products the step
@@ -17,6 +17,10 @@ really needs; `benchmarks/train_throughput.py` times whole steps with and withou
    4-byte copy, and recomputes `x * mask` in backward. Same distribution (keep probability
    quantized to 1/32768), same expectation scaling `1 / (1 - p)`; it is dropout, not a different
    regularizer.
+3. **Adapter input casts.** Under autocast (bf16 base, fp32 adapters) PEFT copies each adapted
+   layer's input to fp32 and autocast copies it back for the bf16 product;
+   `skip_autocast_input_casts` turns that round trip off for calls under autocast only, through
+   PEFT's public per-layer switch (results bit-identical; tested).
 
 Putting them in place patches TRL's and PEFT's objects: that is done by the library patches
 `trl-cpu-loss-head` and `lora-dropout-in-lora-a` (`mathtune.patches`), gated on the versions
@@ -310,3 +314,45 @@ def fuse_lora_dropout(model: Any) -> Undo:
     from ..patches.lora_dropout import move_dropout_into_lora_a
 
     return move_dropout_into_lora_a(model, _lora_a_forward)
+
+
+# --------------------------------------------------------------------------- adapter input casts
+
+
+def _cast_unless_autocast(module: Any, args: tuple) -> None:
+    import torch
+
+    x = args[0] if args else None
+    if isinstance(x, torch.Tensor):
+        module.cast_input_dtype_enabled = not torch.is_autocast_enabled(x.device.type)
+
+
+def skip_autocast_input_casts(model: Any) -> Undo:
+    """Under autocast, PEFT's LoRA layers stop casting their input to the adapter's dtype.
+
+    With a bf16 base and fp32 adapters (PEFT's `autocast_adapter_dtype`) under TRL's `bf16=True`,
+    each adapted layer copies its bf16 input to fp32 for `lora_A`, and autocast copies it back to
+    bf16 for the product: two passes over every adapted layer's input, and their two backward
+    casts, for the same bf16 product (bf16 -> fp32 -> bf16 is exact, so results are identical).
+    A forward pre-hook sets PEFT's public per-layer switch (`cast_input_dtype_enabled`, what
+    `peft.helpers.disable_input_dtype_casting` sets) to "off" for calls under autocast only:
+    outside it (a rollout's `generate`, evaluation without autocast) the cast stays, as it is
+    needed there. Vanilla LoRA layers only (DoRA and other variants compute more from `x`).
+    `len()` of the returned Undo is how many layers got the hook."""
+    undo = Undo("lora-input-cast-under-autocast")
+    for module in model.modules():
+        if hasattr(module, "lora_A") and hasattr(module, "_cast_input_dtype") and not getattr(module, "lora_variant", None):
+            handle = module.register_forward_pre_hook(_cast_unless_autocast)
+            had = "cast_input_dtype_enabled" in vars(module)
+            before = getattr(module, "cast_input_dtype_enabled", True)
+
+            def restore(m: Any = module, h: Any = handle, had: bool = had, before: bool = before) -> None:
+                h.remove()
+                if had:
+                    m.cast_input_dtype_enabled = before
+                else:
+                    vars(m).pop("cast_input_dtype_enabled", None)
+
+            undo.call(restore)
+            undo.targets += 1
+    return undo
