@@ -14,8 +14,7 @@ the whole KV cache at every step, and pads. Here a small decode loop over the mo
   max_new_tokens), so the batch shrinks instead of decoding padding; when it has shrunk below
   half, waiting prompts are prefilled and merged into the running batch (continuous batching);
 - logits are computed for the last position only; attention masks for decode are built once
-  per step as a 4D additive float mask, skipping transformers' mask machinery and SDPA's
-  bool-to-float conversion in every layer;
+  per step as a 4D boolean tensor, skipping transformers' mask machinery;
 - on CPU, while `generate` runs: sibling projections fused and every linear layer on a
   pre-packed MKL weight (`fused.py`), and decode attention per block of rows over the columns
   the block needs, skipping left padding (`decode_attention.py`). Both, and the KV cache's
@@ -253,8 +252,6 @@ class DecodeLoop:
         self.queue: list[DecodeRow] = []  # rows waiting for a place in the batch
         self.use_blocks = False  # the model runs `decode_attention`: pass it row blocks
         self.blocks: list[tuple[int, int, int]] | None = None
-        # CPU decode steps take an additive float mask (measured there); elsewhere SDPA keeps the bool one
-        self.mask_dtype = getattr(gen.model, "dtype", None) if gen.device.type == "cpu" else None
         self._prefix_kv: tuple[tuple[int, ...], list[tuple[Any, Any]]] | None = None
 
     def add(self, rows: Iterable[DecodeRow]) -> None:
@@ -329,7 +326,7 @@ class DecodeLoop:
             pos = pos + 1
             logits = self.model(
                 input_ids=last[:, None],
-                attention_mask=self._additive(mask),
+                attention_mask=mask[:, None, None, :],
                 position_ids=pos[:, None],
                 **{self.gen.cache_kw: cache},
                 use_cache=True,
@@ -337,17 +334,6 @@ class DecodeLoop:
                 **({"decode_blocks": self.blocks} if self.blocks else {}),
             ).logits[:, -1, :]
             last = self._pick(logits, active)
-
-    def _additive(self, mask: Any) -> Any:
-        """The decode step's [rows, 1, 1, width] attention mask. On CPU, SDPA's additive float mask
-        (0 / -inf, in the model's dtype) made once a step: given a bool mask, SDPA converts it to
-        exactly this in every layer's call (`torch.where` over the mask, 30 times a step for SmolLM2)."""
-        import torch
-
-        if self.mask_dtype not in (torch.float32, torch.bfloat16, torch.float16):
-            return mask[:, None, None, :]
-        bias = torch.zeros(mask.shape, dtype=self.mask_dtype, device=mask.device).masked_fill_(~mask, float("-inf"))
-        return bias[:, None, None, :]
 
     def _plan_blocks(self, mask: Any) -> None:
         """Row blocks for decode attention after the batch changed (merge or compaction)."""
