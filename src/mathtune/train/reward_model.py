@@ -26,8 +26,9 @@ after training, `ranking_accuracy` scores every held-out pair with the saved mod
 uses) and `result.json` keeps the pooled share with its Wilson interval as `eval_ranking`.
 
 Scoring another model's samples: a reward model need not share the policy's tokenizer or chat
-template (a Qwen2.5-Coder-0.5B scorer ranks SmolLM2 solutions better than SmolLM2 does: 0.738
-against 0.57-0.69 on the same held-out pairs, `benchmarks/accuracy_ab.py --arms reward`). The
+template (a Qwen2.5-Coder-0.5B scorer ranks SmolLM2 solutions better than SmolLM2 does: 0.716
+against 0.57-0.69 on the same 324 held-out pairs, `benchmarks/accuracy_ab.py --arms reward
+--rm-model qwen2.5-coder-0.5b-instruct`). The
 saved model dir keeps the prompt style its pairs were rendered in (`scoring.json`); given each
 sample's `problem` (GRPO passes its dataset's `problem` column), the scorer renders the prompt
 as training did, with the reward model's own tokenizer, instead of scoring the policy's
