@@ -32,7 +32,9 @@ against 0.57-0.69 on the same 324 held-out pairs, `benchmarks/accuracy_ab.py --a
 saved model dir keeps the prompt style its pairs were rendered in (`scoring.json`); given each
 sample's `problem` (GRPO passes its dataset's `problem` column), the scorer renders the prompt
 as training did, with the reward model's own tokenizer, instead of scoring the policy's
-templated text.
+templated text. Measured with that Qwen scorer on SmolLM2-templated prompts: the held-out ranking
+is the same either way (232/324) and scores move by 0.05 +- 0.08 (score sd 0.7): the scorer is
+robust to the template, and it is still scored on the text it was trained on.
 """
 
 from __future__ import annotations
