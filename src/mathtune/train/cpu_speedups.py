@@ -20,7 +20,8 @@ really needs; `benchmarks/train_throughput.py` times whole steps with and withou
 3. **Adapter input casts.** Under autocast (bf16 base, fp32 adapters) PEFT copies each adapted
    layer's input to fp32 and autocast copies it back for the bf16 product;
    `skip_autocast_input_casts` turns that round trip off for calls under autocast only, through
-   PEFT's public per-layer switch (results bit-identical; tested).
+   PEFT's public per-layer switch (results bit-identical; tested). Not a library patch: it sets
+   what `peft.helpers.disable_input_dtype_casting` sets, and its Undo removes the hooks.
 
 Putting them in place patches TRL's and PEFT's objects: that is done by the library patches
 `trl-cpu-loss-head` and `lora-dropout-in-lora-a` (`mathtune.patches`), gated on the versions

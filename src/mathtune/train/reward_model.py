@@ -28,11 +28,11 @@ uses) and `result.json` keeps the pooled share with its Wilson interval as `eval
 Scoring another model's samples: a reward model need not share the policy's tokenizer or chat
 template (a Qwen2.5-Coder-0.5B scorer ranks SmolLM2 solutions better than SmolLM2 does: 0.716
 against 0.57-0.69 on the same 324 held-out pairs, `benchmarks/accuracy_ab.py --arms reward
---rm-model qwen2.5-coder-0.5b-instruct`). The
-saved model dir keeps the prompt style its pairs were rendered in (`scoring.json`); given each
-sample's `problem` (GRPO passes its dataset's `problem` column), the scorer renders the prompt
-as training did, with the reward model's own tokenizer, instead of scoring the policy's
-templated text. Measured with that Qwen scorer on SmolLM2-templated prompts: the held-out ranking
+--rm-model qwen2.5-coder-0.5b-instruct`). The saved model dir keeps the prompt style its pairs
+were rendered in (`scoring.json`); given each sample's `problem` (GRPO passes its dataset's
+`problem` column), the scorer renders a text prompt as training did, with the reward model's
+own tokenizer, instead of scoring the policy's templated text (chat-message prompts go through
+its chat template anyway). Measured with that Qwen scorer on SmolLM2-templated prompts: the held-out ranking
 is the same either way (232/324) and scores move by 0.05 +- 0.08 (score sd 0.7): the scorer is
 robust to the template, and it is still scored on the text it was trained on.
 """
@@ -281,7 +281,7 @@ class RewardModelScorer:
             from .grpo import prompt_text
 
             style, system = get_style(self.scoring["prompt"]), self.scoring.get("system")
-            prompts = [prompt_text(style, q, tok, system) if q else p
+            prompts = [prompt_text(style, q, tok, system) if q and not isinstance(p, list) else p
                        for p, q in zip(prompts, problems, strict=True)]
         out = []
         for p, c in zip(prompts, completions, strict=True):
