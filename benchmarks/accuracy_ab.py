@@ -47,6 +47,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 FIELDS = "problem=problem,answer=answer,id=id,subject=domain,level=difficulty"
 MATHTUNE = [sys.executable, "-m", "mathtune"]
+RM_MODEL = "smollm2-135m-instruct"  # the reward arm's default backbone (its run dir: reward/)
 
 
 def sh(args: list[str], log: Path) -> None:
@@ -144,7 +145,7 @@ def main() -> int:
     p.add_argument("--data-dir", default=os.environ.get("MATHTUNE_DATA", "../shared/data/benchmarks"))
     p.add_argument("--dpo-lr", type=float, default=5e-5)
     p.add_argument("--dpo-epochs", type=float, default=2)
-    p.add_argument("--rm-model", default="smollm2-135m-instruct",
+    p.add_argument("--rm-model", default=RM_MODEL,
                    help="the reward model's backbone (catalogue name, Hub id or local dir), e.g. qwen2.5-coder-0.5b-instruct")
     p.add_argument("--rm-lr", type=float, default=1e-4)
     p.add_argument("--rm-epochs", type=float, default=1)
@@ -240,7 +241,7 @@ def main() -> int:
                 sh(["data", "pairs", "--model", str(sft), "--data", str(data), "-k", "8", "--temperature",
                     str(args.temperature), "--max-new-tokens", "96", "--pairs-per-problem", str(per),
                     "--seed", str(seed), "-o", str(path)], log)
-        run = out / ("reward" if args.rm_model == "smollm2-135m-instruct" else f"reward-{Path(args.rm_model).name}")
+        run = out / ("reward" if args.rm_model == RM_MODEL else f"reward-{Path(args.rm_model).name}")
         if not (run / "result.json").is_file():
             sh(["train", str(REPO / "recipes" / "smollm2-135m_reward_pairs.yaml"), f"model.name={args.rm_model}",
                 f"data.pairs={pairs}",

@@ -345,6 +345,20 @@ def test_reward_model_trains_its_head_and_ranks_held_out_pairs(tiny_model_dir, t
     assert funcs[0](chosen + rejected, prompts=foreign * 2) != pytest.approx(scores, abs=1e-5)  # without: other text
 
 
+def test_only_a_reward_model_trained_on_rendered_problems_records_its_prompt_style(tmp_path):
+    """scoring.json says how training prompts were rendered from problems: a model trained on
+    verbatim (or chat-message) prompts gets none, and is scored on the prompts it is given."""
+    from mathtune.train.reward_model import SCORING_FILE, write_scoring
+
+    rendered = TrainRecipe.from_dict(recipe("reward", tmp_path, easy_pairs(tmp_path / "p.jsonl", 4), tmp_path / "rm"))
+    write_scoring(tmp_path, rendered)
+    assert json.loads((tmp_path / SCORING_FILE).read_text()) == {"prompt": "chat-boxed", "system": None}
+    verbatim = write_jsonl(tmp_path / "v.jsonl", [{"prompt": f"Q{i}: ", "chosen": "a", "rejected": "b"} for i in range(4)])
+    (tmp_path / SCORING_FILE).unlink()
+    write_scoring(tmp_path, TrainRecipe.from_dict(recipe("reward", tmp_path, verbatim, tmp_path / "rm")))
+    assert not (tmp_path / SCORING_FILE).exists()
+
+
 def test_reward_model_reward_needs_a_path_that_exists(tmp_path):
     with pytest.raises(MathtuneError, match="needs option 'path'"):
         check_rewards({"correctness": 1.0, "reward_model": 0.2})

@@ -343,17 +343,8 @@ def skip_autocast_input_casts(model: Any) -> Undo:
     undo = Undo("lora-input-cast-under-autocast")
     for module in model.modules():
         if hasattr(module, "lora_A") and hasattr(module, "_cast_input_dtype") and not getattr(module, "lora_variant", None):
-            handle = module.register_forward_pre_hook(_cast_unless_autocast)
-            had = "cast_input_dtype_enabled" in vars(module)
-            before = getattr(module, "cast_input_dtype_enabled", True)
-
-            def restore(m: Any = module, h: Any = handle, had: bool = had, before: bool = before) -> None:
-                h.remove()
-                if had:
-                    m.cast_input_dtype_enabled = before
-                else:
-                    vars(m).pop("cast_input_dtype_enabled", None)
-
-            undo.call(restore)
+            # the switch as it was comes back after the hook is gone (undo runs last change first)
+            undo.set_attr(module, "cast_input_dtype_enabled", getattr(module, "cast_input_dtype_enabled", True))
+            undo.call(module.register_forward_pre_hook(_cast_unless_autocast).remove)
             undo.targets += 1
     return undo

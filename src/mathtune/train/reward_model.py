@@ -29,7 +29,7 @@ Scoring another model's samples: a reward model need not share the policy's toke
 template (a Qwen2.5-Coder-0.5B scorer ranks SmolLM2 solutions better than SmolLM2 does: 0.716
 against 0.57-0.69 on the same 324 held-out pairs, `benchmarks/accuracy_ab.py --arms reward
 --rm-model qwen2.5-coder-0.5b-instruct`). The saved model dir keeps the prompt style its pairs
-were rendered in (`scoring.json`); given each sample's `problem` (GRPO passes its dataset's
+were rendered in (`scoring.json`, when every pair was rendered from its `problem`); given each sample's `problem` (GRPO passes its dataset's
 `problem` column), the scorer renders a text prompt as training did, with the reward model's
 own tokenizer, instead of scoring the policy's templated text (chat-message prompts go through
 its chat template anyway). Measured with that Qwen scorer on SmolLM2-templated prompts: the held-out ranking
@@ -196,10 +196,14 @@ def check(recipe: TrainRecipe) -> None:
 
 
 def write_scoring(model_dir: Path, recipe: TrainRecipe) -> None:
-    """Record in a saved reward model's dir how its training prompts were rendered from problems."""
+    """Record in a saved reward model's dir how its training prompts were rendered from problems:
+    only when every training pair was (text pairs with a `problem`); a model trained on verbatim
+    or chat-message prompts gets no record and is scored on the prompts it is given."""
+    from ..data import read_pairs
     from ..files import atomic_write_json
 
-    atomic_write_json(Path(model_dir) / SCORING_FILE, {"prompt": recipe.data.prompt, "system": recipe.data.system})
+    if all(p.problem and not p.conversational for p in read_pairs(recipe.data.pairs or "")):
+        atomic_write_json(Path(model_dir) / SCORING_FILE, {"prompt": recipe.data.prompt, "system": recipe.data.system})
 
 
 def reward_model_dir(path: str | Path) -> Path:
@@ -260,12 +264,19 @@ class RewardModelScorer:
         self.path, self.device, self.dtype, self.batch_size = Path(path), device, dtype, max(1, int(batch_size))
         self._lock = threading.Lock()
         self._loaded: tuple[Any, Any] | None = None
-        spec = reward_model_dir(path) / SCORING_FILE
-        self.scoring: dict[str, Any] | None = json.loads(spec.read_text()) if spec.is_file() else None
+        self.dir = reward_model_dir(path)  # a wrong path fails here, not at the first score
+        spec = self.dir / SCORING_FILE
+        scoring = json.loads(spec.read_text()) if spec.is_file() else None
+        # (prompt style, system prompt) its training pairs were rendered with, when they were
+        self.rendering: tuple[Any, str | None] | None = None
+        if scoring is not None:
+            from ..prompts import get_style
+
+            self.rendering = (get_style(scoring["prompt"]), scoring.get("system"))
 
     def _model(self) -> tuple[Any, Any]:
         if self._loaded is None:
-            self._loaded = load_reward_model(self.path, self.device, self.dtype)
+            self._loaded = load_reward_model(self.dir, self.device, self.dtype)
         return self._loaded
 
     def texts(self, prompts: Sequence[Any], completions: Sequence[Any],
@@ -276,11 +287,10 @@ class RewardModelScorer:
         from ..grading.reward import completion_text
 
         _, tok = self._model()
-        if problems is not None and self.scoring is not None:
-            from ..prompts import get_style
+        if problems is not None and self.rendering is not None:
             from .grpo import prompt_text
 
-            style, system = get_style(self.scoring["prompt"]), self.scoring.get("system")
+            style, system = self.rendering
             prompts = [prompt_text(style, q, tok, system) if q and not isinstance(p, list) else p
                        for p, q in zip(prompts, problems, strict=True)]
         out = []

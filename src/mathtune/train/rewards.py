@@ -172,10 +172,9 @@ class RewardModelReward:
     __name__ = "reward_model"
 
     def __init__(self, path: str, batch_size: int = 8) -> None:
-        from .reward_model import RewardModelScorer, reward_model_dir
+        from .reward_model import RewardModelScorer
 
-        reward_model_dir(path)  # a wrong path fails now, not at the first step
-        self.scorer = RewardModelScorer(path, batch_size=batch_size)
+        self.scorer = RewardModelScorer(path, batch_size=batch_size)  # a wrong path fails now
 
     def __call__(self, completions: Sequence[Any], prompts: Sequence[Any] | None = None,
                  problem: Sequence[str] | None = None, **_: Any) -> list[float | None]:
