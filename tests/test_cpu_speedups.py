@@ -7,7 +7,7 @@ import torch
 from tiny import make_tiny_model
 
 from mathtune.train.cpu_speedups import (
-    bernoulli_drop_mask,
+    dropout_keep_mask,
     fuse_lora_dropout,
     install_cpu_loss_head,
     skip_autocast_input_casts,
@@ -178,13 +178,17 @@ def test_a_batch_packing_cannot_reproduce_runs_padded(tiny_tokenizer):
     torch.testing.assert_close(outs[1].log_probs, outs[0].log_probs, atol=1e-5, rtol=1e-5)
 
 
-def test_drop_mask_has_the_asked_probability_in_both_halves_of_each_random_word():
-    mask = bernoulli_drop_mask((512, 1001), 0.1, "cpu")
-    assert mask.shape == (512, 1001) and mask.dtype == torch.bool
+def test_keep_mask_has_the_asked_probability_in_every_quarter_of_each_random_word():
+    mask = dropout_keep_mask((512, 1001), 0.1, "cpu")
+    assert mask.shape == (512, 1001) and mask.dtype == torch.uint8
+    assert set(mask.unique().tolist()) == {0, 1}
     flat = mask.flatten().float()
-    for part in (flat, flat[0::2], flat[1::2]):
-        assert abs(part.mean().item() - 0.1) < 0.004  # 5 sigma is ~0.002 at this size
-    assert not torch.equal(mask, bernoulli_drop_mask((512, 1001), 0.1, "cpu"))
+    for part in (flat, *(flat[i::4] for i in range(4))):  # each 16-bit quarter of the int64 words
+        assert abs(part.mean().item() - 0.9) < 0.007  # 5 sigma at a quarter's size
+    assert not torch.equal(mask, dropout_keep_mask((512, 1001), 0.1, "cpu"))
+    assert dropout_keep_mask((3, 5), 0.0, "cpu").all() and not dropout_keep_mask((3, 5), 0.99999, "cpu").any()
+    rate = dropout_keep_mask((4, 100_000), 1e-3, "cpu").float().mean().item()
+    assert abs(rate - (1 - round(1e-3 * 32768) / 32768)) < 5e-4  # p quantized to 1/32768
 
 
 def test_fused_lora_dropout_gradients_equal_dropout_with_the_same_mask(tiny_tokenizer, monkeypatch, dtype):
@@ -197,8 +201,8 @@ def test_fused_lora_dropout_gradients_equal_dropout_with_the_same_mask(tiny_toke
         r=4, lora_alpha=8, lora_dropout=0.3, target_modules="all-linear", task_type="CAUSAL_LM")).train()
     assert all(p.dtype == torch.float32 for n, p in model.named_parameters() if "lora_" in n)  # PEFT upcasts
     masks: list[torch.Tensor] = []
-    real = cpu_speedups.bernoulli_drop_mask
-    monkeypatch.setattr(cpu_speedups, "bernoulli_drop_mask", lambda *a: masks.append(real(*a)) or masks[-1])
+    real = cpu_speedups.dropout_keep_mask
+    monkeypatch.setattr(cpu_speedups, "dropout_keep_mask", lambda *a: masks.append(real(*a)) or masks[-1])
     assert len(fuse_lora_dropout(model)) == 2 * 7  # 2 layers x (q, k, v, o, gate, up, down)
     with torch.no_grad():
         for n, p in model.named_parameters():
@@ -209,7 +213,7 @@ def test_fused_lora_dropout_gradients_equal_dropout_with_the_same_mask(tiny_toke
         loss = model(input_ids=ids, labels=labels).loss
     loss.backward()
     fused = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
-    assert len(masks) == 14 and all(0.2 < m.float().mean() < 0.4 for m in masks)
+    assert len(masks) == 14 and all(0.6 < m.float().mean() < 0.8 for m in masks)  # kept: 1 - 0.3
 
     # reference: PEFT's own formula, lora_B(lora_A(dropout(x))), with the masks just drawn
     model.zero_grad()
@@ -218,7 +222,7 @@ def test_fused_lora_dropout_gradients_equal_dropout_with_the_same_mask(tiny_toke
         if hasattr(module, "mathtune_dropout"):
             del module.forward  # the plain nn.Linear again
             module.register_forward_pre_hook(
-                lambda m, args: (torch.where(next(replay), 0.0, args[0] / (1 - 0.3)),))
+                lambda m, args: (torch.where(next(replay) == 0, 0.0, args[0] / (1 - 0.3)),))
     with _autocast(dtype):
         loss = model(input_ids=ids, labels=labels).loss
     loss.backward()
