@@ -21,7 +21,9 @@ take about a minute each, short enough for a neighbour's load to swing one run b
 shared machine, so each runs `--repeat` times (default 3): every run is printed and the median
 one counts; (a) is a single run of several minutes.
 Prints problems/min for each, the ratios, and the fraction of problems where mathtune's extracted
-answer (and full text) equals (a)'s and (b)'s.
+answer (and full text) equals each baseline's, with a control: how often two of the baselines agree
+with each other (in bf16, greedy text forks at rounding ties whatever the implementation).
+`MATHTUNE_DECODE_KERNEL=0` runs mathtune without its C decode-attention kernel.
 """
 
 from __future__ import annotations
@@ -138,7 +140,10 @@ def main() -> None:
     problems = load_problems(args.data, args.limit)
     prompts = [style.render(q, tok) for q in problems]
     n_a = min(args.baseline_limit or len(prompts), len(prompts))
-    print(f"CPU: {cpu_kind()}", flush=True)
+    from mathtune.generation import decode_kernel
+
+    print(f"CPU: {cpu_kind()}; mathtune's C decode-attention kernel: "
+          f"{'on' if decode_kernel.available() else 'off (MATHTUNE_DECODE_KERNEL=0, or no C compiler)'}", flush=True)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {len(prompts)} GSM8K problems, "
           f"{args.max_new_tokens} new tokens, greedy, {dtype} ({'product pick' if args.dtype == 'auto' else 'forced'}); "
           f"baseline (a) on {n_a}", flush=True)
@@ -189,6 +194,10 @@ def main() -> None:
         rows.insert(0, ("(a)", rate_a, n_a / c_a * 60, texts_a))
 
     print()
+    if len(rows) > 1:  # how far two plain transformers arms agree in this dtype: the bar for mathtune's agreement
+        (l1, _, _, t1), (l2, _, _, t2) = rows[-2:]
+        same = sum(extract_answer(x) == extract_answer(y) for x, y in zip(t1, t2, strict=False))
+        print(f"control: {l1} vs {l2} (both plain transformers): same extracted answer {same}/{min(len(t1), len(t2))}")
     for label, rate, cpu_rate, texts in rows:
         n = len(texts)
         same_answer = sum(extract_answer(x) == extract_answer(y) for x, y in zip(texts_m[:n], texts, strict=True))

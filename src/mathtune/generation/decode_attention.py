@@ -13,6 +13,9 @@ keys; only the summation blocking inside the kernel can differ (last bits). Padd
 row (between the shared prompt prefix and the row's own suffix, see `hf._prefill`) is still
 read. Anything that is not a one-token decode step with blocks given falls through to `sdpa`.
 
+Where the C kernel of `decode_kernel` is built (a C compiler on Linux), it runs every one-token
+decode step instead, blocks or not: it skips each masked column itself, without reading it.
+
 Registering the function with transformers and switching the model to it is the
 `decode-block-attention` library patch (`mathtune.patches.attention`): version-gated, undone
 when `block_attention` exits.
@@ -32,10 +35,20 @@ CALL_COST_CELLS = 400
 
 def decode_attention_forward(module: Any, query: Any, key: Any, value: Any, attention_mask: Any,
                              decode_blocks: list[tuple[int, int, int]] | None = None, **kwargs: Any) -> tuple[Any, None]:
-    """transformers attention-interface function: SDPA per block of rows (r0, r1, first column)."""
+    """transformers attention-interface function: the C decode kernel where it is built and takes
+    the inputs (it skips every masked column itself), else SDPA per block of rows (r0, r1, first
+    column)."""
     import torch
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
+    from . import decode_kernel
+
+    if (query.shape[2] == 1 and not kwargs.get("dropout") and kwargs.get("softcap") is None
+            and kwargs.get("position_bias") is None and decode_kernel.available()
+            and decode_kernel.supports(query, key, value, attention_mask)):
+        scaling = kwargs.get("scaling")
+        return decode_kernel.attention(query, key, value, attention_mask,
+                                       query.shape[-1] ** -0.5 if scaling is None else scaling), None
     if (decode_blocks is None or len(decode_blocks) < 2 or query.shape[2] != 1 or attention_mask is None
             or attention_mask.shape[0] != query.shape[0] or decode_blocks[-1][1] != query.shape[0]):
         return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)

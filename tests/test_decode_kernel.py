@@ -1,0 +1,95 @@
+"""The C decode-attention kernel: against SDPA on its own, inside the hf backend's decode steps
+(greedy text as one-at-a-time `generate`), and its fallbacks (no compiler, switched off)."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+import torch.nn.functional as F
+from test_generation import QUESTIONS, assert_greedy_matches, chaotic  # noqa: F401  (fixture)
+
+from mathtune.generation import SamplingParams, decode_kernel
+from mathtune.generation.hf import HFGenerator, _DecodeLoop
+from mathtune.prompts import get_style
+
+needs_cc = pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None,
+                              reason="no C compiler: the kernel is not built and decoding stays on SDPA")
+
+
+def _sdpa(q, k, v, mask, scale):
+    g = q.shape[1] // k.shape[1]
+    out = F.scaled_dot_product_attention(q.float(), k.float().repeat_interleave(g, 1),
+                                         v.float().repeat_interleave(g, 1), attn_mask=mask, scale=scale)
+    return out.transpose(1, 2)
+
+
+@needs_cc
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("heads", [(9, 3), (4, 4), (8, 1)])
+def test_kernel_equals_sdpa_on_strided_caches_and_masks_with_holes(dtype, heads):
+    assert decode_kernel.available()
+    h, hk = heads
+    gen = torch.Generator().manual_seed(h)
+    q = torch.randn(5, h, 1, 64, generator=gen).to(dtype)
+    # a preallocated cache read up to its filled width, as the hf backend's KV cache is
+    k, v = (torch.randn(5, hk, 300, 64, generator=gen).to(dtype)[:, :, :217] for _ in range(2))
+    mask = torch.rand(5, 1, 1, 217, generator=gen) > 0.25  # holes anywhere (shared-prefix prefill)
+    mask[0, ..., :150] = False  # left padding
+    mask[..., -1] = True  # every row sees at least its own token
+    tol = {"atol": 1e-5, "rtol": 1e-5} if dtype == torch.float32 else {"atol": 2e-2, "rtol": 2e-2}
+    for m in (mask, None):
+        assert decode_kernel.supports(q, k, v, m)
+        got = decode_kernel.attention(q, k, v, m, 0.125)
+        assert got.shape == (5, 1, h, 64) and got.dtype == dtype
+        torch.testing.assert_close(got.float(), _sdpa(q, k, v, m, 0.125), **tol)
+    # masked columns are not read: garbage there changes nothing
+    k2 = k.clone()
+    k2[~mask.reshape(5, 1, 217, 1).expand_as(k2)] = float("nan")
+    assert torch.equal(decode_kernel.attention(q, k2, v, mask, 0.125), decode_kernel.attention(q, k, v, mask, 0.125))
+
+
+def test_kernel_declines_what_it_does_not_compute():
+    q, k = torch.randn(2, 4, 1, 8), torch.randn(2, 2, 5, 8)
+    assert decode_kernel.supports(q, k, k, None)
+    assert not decode_kernel.supports(torch.randn(2, 4, 3, 8), k, k, None)  # several query tokens (prefill)
+    assert not decode_kernel.supports(q.half(), k.half(), k.half(), None)
+    assert not decode_kernel.supports(q, k, k, torch.zeros(2, 1, 1, 5))  # an additive float mask
+    assert not decode_kernel.supports(torch.randn(2, 3, 1, 8), k, k, None)  # 3 heads over 2 key/value heads
+    assert not decode_kernel.supports(q, k.transpose(2, 3).contiguous().transpose(2, 3), k, None)
+
+
+@needs_cc
+def test_decode_steps_run_on_the_kernel_with_greedy_text_unchanged(chaotic, monkeypatch):  # noqa: F811
+    model, tok = chaotic
+    calls = []
+    real = decode_kernel.attention
+    monkeypatch.setattr(decode_kernel, "attention", lambda *a: calls.append(a[0].shape) or real(*a))
+    monkeypatch.setattr(_DecodeLoop, "PREFILL_ROWS", 2)  # rows with different left padding
+    prompts = [get_style("chat-boxed").render(q, tok) for q in QUESTIONS]
+    outs = HFGenerator(model, tok, batch_size=64).generate(prompts, SamplingParams(max_new_tokens=24))
+    assert_greedy_matches(model, tok, prompts, [o[0].text for o in outs], 24)
+    assert calls and all(s[2] == 1 for s in calls)
+
+
+def test_without_a_compiler_or_switched_off_decoding_stays_on_sdpa(chaotic, monkeypatch, tmp_path):  # noqa: F811
+    model, tok = chaotic
+    monkeypatch.setenv("MATHTUNE_HOME", str(tmp_path))  # no kernel built there yet
+    used = []
+    monkeypatch.setattr(decode_kernel, "_call", lambda *a: used.append(1))
+    for env, value in (("CC", str(tmp_path / "no-such-cc")), ("MATHTUNE_DECODE_KERNEL", "0")):
+        monkeypatch.setenv(env, value)
+        if env == "CC":
+            monkeypatch.setattr(shutil, "which", lambda name, _w=shutil.which: None if name == "gcc" else _w(name))
+        decode_kernel._library.cache_clear()
+        try:
+            assert not decode_kernel.available()
+            prompts = [get_style("chat-boxed").render(q, tok) for q in QUESTIONS[:3]]
+            outs = HFGenerator(model, tok).generate(prompts, SamplingParams(max_new_tokens=12))
+            assert_greedy_matches(model, tok, prompts, [o[0].text for o in outs], 12)
+            assert not used  # decode steps went through SDPA
+        finally:
+            monkeypatch.delenv(env)
+            decode_kernel._library.cache_clear()
+    assert not list(tmp_path.glob("kernels/*.so"))
