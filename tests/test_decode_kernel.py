@@ -27,14 +27,16 @@ def _sdpa(q, k, v, mask, scale):
 
 @needs_cc
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-@pytest.mark.parametrize("heads", [(9, 3), (4, 4), (8, 1)])
-def test_kernel_equals_sdpa_on_strided_caches_and_masks_with_holes(dtype, heads):
+# (heads, key/value heads, head dim): the vector paths (dims 64 and 128, 1-8 query heads a
+# key/value head) and the plain loop (10 a head, dim 32)
+@pytest.mark.parametrize("shape", [(9, 3, 64), (4, 4, 128), (8, 1, 64), (14, 2, 128), (10, 1, 64), (6, 2, 32)])
+def test_kernel_equals_sdpa_on_strided_caches_and_masks_with_holes(dtype, shape):
     assert decode_kernel.available()
-    h, hk = heads
+    h, hk, dim = shape
     gen = torch.Generator().manual_seed(h)
-    q = torch.randn(5, h, 1, 64, generator=gen).to(dtype)
+    q = torch.randn(5, h, 1, dim, generator=gen).to(dtype)
     # a preallocated cache read up to its filled width, as the hf backend's KV cache is
-    k, v = (torch.randn(5, hk, 300, 64, generator=gen).to(dtype)[:, :, :217] for _ in range(2))
+    k, v = (torch.randn(5, hk, 300, dim, generator=gen).to(dtype)[:, :, :217] for _ in range(2))
     mask = torch.rand(5, 1, 1, 217, generator=gen) > 0.25  # holes anywhere (shared-prefix prefill)
     mask[0, ..., :150] = False  # left padding
     mask[..., -1] = True  # every row sees at least its own token
@@ -42,7 +44,7 @@ def test_kernel_equals_sdpa_on_strided_caches_and_masks_with_holes(dtype, heads)
     for m in (mask, None):
         assert decode_kernel.supports(q, k, v, m)
         got = decode_kernel.attention(q, k, v, m, 0.125)
-        assert got.shape == (5, 1, h, 64) and got.dtype == dtype
+        assert got.shape == (5, 1, h, dim) and got.dtype == dtype
         torch.testing.assert_close(got.float(), _sdpa(q, k, v, m, 0.125), **tol)
     # masked columns are not read: garbage there changes nothing
     k2 = k.clone()

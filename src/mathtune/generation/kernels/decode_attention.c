@@ -9,6 +9,7 @@
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 static inline float bf16_load(uint16_t x) {
     union { uint32_t u; float f; } v;
@@ -97,5 +98,124 @@ int NAME(const T *q, const T *k, const T *v, const uint8_t *mask, T *out,       
     return failed;                                                                                   \
 }
 
-DECODE_ATTENTION(decode_attention_bf16, uint16_t, bf16_load, bf16_store)
-DECODE_ATTENTION(decode_attention_f32, float, f32_load, f32_store)
+DECODE_ATTENTION(generic_bf16, uint16_t, bf16_load, bf16_store)
+DECODE_ATTENTION(generic_f32, float, f32_load, f32_store)
+
+/* Specialised tasks for head dims of 64 and 128 and up to 8 query heads a key/value head: the
+ * queries, each key and value row, and the outputs live in 16-lane vector registers (GCC vector
+ * extensions, fully unrolled at these constant sizes), so each K and V row is loaded and
+ * converted once for all G queries and the accumulators never go through memory. */
+typedef float vf __attribute__((vector_size(64)));
+typedef uint16_t vh __attribute__((vector_size(32)));
+typedef uint32_t vu __attribute__((vector_size(64)));
+
+static inline vf vload_bf16(const uint16_t *p) {
+    vh h;
+    memcpy(&h, p, sizeof h);
+    vu u = __builtin_convertvector(h, vu) << 16;
+    vf f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+static inline vf vload_f32(const float *p) {
+    vf f;
+    memcpy(&f, p, sizeof f);
+    return f;
+}
+static inline float hsum(vf v) {
+    float s = 0.f;
+    for (int l = 0; l < 16; l++) s += v[l];
+    return s;
+}
+
+#define TASK(T, VLOAD, STORE, G, NV)                                                                  \
+static void task_##T##_##G##_##NV(const T *q, int64_t qsH, const T *kb, int64_t ksL, const T *vb,    \
+                                  int64_t vsL, const uint8_t *m, int64_t L, float scale, float *s,    \
+                                  T *o, int64_t osH) {                                                \
+    vf qv[G][NV], acc[G][NV];                                                                         \
+    float inv[G];                                                                                     \
+    for (int g = 0; g < G; g++)                                                                       \
+        for (int n = 0; n < NV; n++) { qv[g][n] = VLOAD(q + g * qsH + 16 * n) * scale; acc[g][n] = (vf){0}; } \
+    for (int64_t j = 0; j < L; j++) {                                                                 \
+        if (m && !m[j]) {                                                                             \
+            for (int g = 0; g < G; g++) s[g * L + j] = MASKED;                                        \
+            continue;                                                                                 \
+        }                                                                                             \
+        vf kv[NV];                                                                                    \
+        for (int n = 0; n < NV; n++) kv[n] = VLOAD(kb + j * ksL + 16 * n);                            \
+        for (int g = 0; g < G; g++) {                                                                 \
+            vf a = qv[g][0] * kv[0];                                                                  \
+            for (int n = 1; n < NV; n++) a += qv[g][n] * kv[n];                                       \
+            s[g * L + j] = hsum(a);                                                                   \
+        }                                                                                             \
+    }                                                                                                 \
+    for (int g = 0; g < G; g++) {                                                                     \
+        float *sg = s + g * L, mx = MASKED, sum = 0.f;                                                \
+        for (int64_t j = 0; j < L; j++) mx = sg[j] > mx ? sg[j] : mx;                                 \
+        for (int64_t j = 0; j < L; j++) { sg[j] = expf(sg[j] - mx); sum += sg[j]; }                   \
+        inv[g] = mx > MASKED && sum > 0.f ? 1.f / sum : 0.f;                                          \
+    }                                                                                                 \
+    for (int64_t j = 0; j < L; j++) {                                                                 \
+        if (m && !m[j]) continue;                                                                     \
+        vf vv[NV];                                                                                    \
+        for (int n = 0; n < NV; n++) vv[n] = VLOAD(vb + j * vsL + 16 * n);                            \
+        for (int g = 0; g < G; g++) {                                                                 \
+            const float p = s[g * L + j];                                                             \
+            for (int n = 0; n < NV; n++) acc[g][n] += p * vv[n];                                      \
+        }                                                                                             \
+    }                                                                                                 \
+    for (int g = 0; g < G; g++)                                                                       \
+        for (int n = 0; n < NV; n++)                                                                  \
+            for (int l = 0; l < 16; l++) o[g * osH + 16 * n + l] = STORE(acc[g][n][l] * inv[g]);      \
+}
+
+#define TASKS(T, VLOAD, STORE, NV)                                                                    \
+    TASK(T, VLOAD, STORE, 1, NV) TASK(T, VLOAD, STORE, 2, NV) TASK(T, VLOAD, STORE, 3, NV)            \
+    TASK(T, VLOAD, STORE, 4, NV) TASK(T, VLOAD, STORE, 5, NV) TASK(T, VLOAD, STORE, 6, NV)            \
+    TASK(T, VLOAD, STORE, 7, NV) TASK(T, VLOAD, STORE, 8, NV)
+TASKS(uint16_t, vload_bf16, bf16_store, 4)
+TASKS(uint16_t, vload_bf16, bf16_store, 8)
+TASKS(float, vload_f32, f32_store, 4)
+TASKS(float, vload_f32, f32_store, 8)
+
+typedef void (*task_bf16)(const uint16_t *, int64_t, const uint16_t *, int64_t, const uint16_t *, int64_t,
+                          const uint8_t *, int64_t, float, float *, uint16_t *, int64_t);
+typedef void (*task_f32)(const float *, int64_t, const float *, int64_t, const float *, int64_t,
+                         const uint8_t *, int64_t, float, float *, float *, int64_t);
+#define TABLE(T, NV) {task_##T##_1_##NV, task_##T##_2_##NV, task_##T##_3_##NV, task_##T##_4_##NV,              \
+                      task_##T##_5_##NV, task_##T##_6_##NV, task_##T##_7_##NV, task_##T##_8_##NV}
+static const task_bf16 TASKS_BF16[2][8] = {TABLE(uint16_t, 4), TABLE(uint16_t, 8)};
+static const task_f32 TASKS_F32[2][8] = {TABLE(float, 4), TABLE(float, 8)};
+
+#define ENTRY(NAME, T, TABLE_, FTYPE, GENERIC)                                                        \
+int NAME(const T *q, const T *k, const T *v, const uint8_t *mask, T *out,                            \
+         int64_t B, int64_t H, int64_t Hk, int64_t L, int64_t D,                                     \
+         int64_t qsB, int64_t qsH, int64_t ksB, int64_t ksH, int64_t ksL,                            \
+         int64_t vsB, int64_t vsH, int64_t vsL, int64_t msB, int64_t osB, int64_t osH, float scale) {  \
+    const int64_t G = H / Hk;                                                                        \
+    if ((D != 64 && D != 128) || G < 1 || G > 8)                                                     \
+        return GENERIC(q, k, v, mask, out, B, H, Hk, L, D, qsB, qsH, ksB, ksH, ksL, vsB, vsH, vsL,   \
+                       msB, osB, osH, scale);                                                        \
+    const FTYPE task = TABLE_[D == 128][G - 1];                                                      \
+    int failed = 0;                                                                                  \
+    _Pragma("omp parallel")                                                                          \
+    {                                                                                                \
+        float *s = malloc(sizeof(float) * (size_t)(G * L));                                          \
+        if (!s) {                                                                                    \
+            _Pragma("omp atomic write")                                                              \
+            failed = 1;                                                                              \
+        }                                                                                            \
+        _Pragma("omp for schedule(static)")                                                          \
+        for (int64_t t = 0; t < B * Hk; t++) {                                                       \
+            if (!s) continue;                                                                        \
+            const int64_t b = t / Hk, h = t % Hk;                                                    \
+            task(q + b * qsB + h * G * qsH, qsH, k + b * ksB + h * ksH, ksL, v + b * vsB + h * vsH,  \
+                 vsL, mask ? mask + b * msB : 0, L, scale, s, out + b * osB + h * G * osH, osH);     \
+        }                                                                                            \
+        free(s);                                                                                     \
+    }                                                                                                \
+    return failed;                                                                                   \
+}
+
+ENTRY(decode_attention_bf16, uint16_t, TASKS_BF16, task_bf16, generic_bf16)
+ENTRY(decode_attention_f32, float, TASKS_F32, task_f32, generic_f32)
