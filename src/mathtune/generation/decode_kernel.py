@@ -55,6 +55,18 @@ def _compiler() -> str | None:
     return shutil.which(cc) or shutil.which("gcc")
 
 
+def _cpu_flags() -> str:
+    """The machine and its CPU's feature flags (Linux), part of the build's cache key."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            flags = next((line for line in f if line.startswith(("flags", "Features"))), "")
+    except OSError:
+        flags = ""
+    return f"{platform.machine()} {flags.strip()}"
+
+
 def _build() -> Path | None:
     """The shared library for this source, flags and compiler, built if missing; None on failure."""
     cc = _compiler()
@@ -64,7 +76,8 @@ def _build() -> Path | None:
         version = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=30).stdout
     except (OSError, subprocess.SubprocessError):
         return None
-    key = hashlib.sha256("\0".join([SOURCE.read_text(), *FLAGS, *LIBS, cc, version]).encode()).hexdigest()[:16]
+    # -march=native: a library built on one CPU may not run on another sharing this home directory
+    key = hashlib.sha256("\0".join([SOURCE.read_text(), *FLAGS, *LIBS, cc, version, _cpu_flags()]).encode()).hexdigest()[:16]
     out = cache_dir() / f"decode_attention-{key}.so"
     if out.is_file():
         return out
