@@ -101,9 +101,11 @@ def test_row_blocks_skip_the_padding_each_block_of_rows_shares():
 
 
 def test_block_decode_attention_keeps_greedy_text_and_restores_sdpa(chaotic, monkeypatch):
-    from mathtune.generation import decode_attention
+    """The SDPA block path, with the C decode kernel off (tests/test_decode_kernel.py covers it)."""
+    from mathtune.generation import decode_attention, decode_kernel
 
     model, tok = chaotic
+    monkeypatch.setattr(decode_kernel, "available", lambda: False)
     calls = []
     real = decode_attention.decode_attention_forward
 
