@@ -18,6 +18,17 @@ needs_cc = pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc")
                               reason="no C compiler: the kernel is not built and decoding stays on SDPA")
 
 
+@pytest.fixture(autouse=True)
+def _kernel_on(monkeypatch):
+    """The kernel on whatever this CPU (by default it is on only with AVX-512): its results are
+    checked everywhere."""
+    monkeypatch.setenv("MATHTUNE_DECODE_KERNEL", "1")
+    decode_kernel._library.cache_clear()
+    yield
+    monkeypatch.delenv("MATHTUNE_DECODE_KERNEL")
+    decode_kernel._library.cache_clear()
+
+
 def _sdpa(q, k, v, mask, scale):
     g = q.shape[1] // k.shape[1]
     out = F.scaled_dot_product_attention(q.float(), k.float().repeat_interleave(g, 1),
@@ -92,6 +103,22 @@ def test_without_a_compiler_or_switched_off_decoding_stays_on_sdpa(chaotic, monk
             assert_greedy_matches(model, tok, prompts, [o[0].text for o in outs], 12)
             assert not used  # decode steps went through SDPA
         finally:
-            monkeypatch.delenv(env)
+            monkeypatch.setenv("MATHTUNE_DECODE_KERNEL", "1")
+            if env == "CC":
+                monkeypatch.delenv("CC")
             decode_kernel._library.cache_clear()
     assert not list(tmp_path.glob("kernels/*.so"))
+
+
+@needs_cc
+def test_by_default_on_only_where_the_cpu_has_avx512(monkeypatch, tmp_path):
+    monkeypatch.setenv("MATHTUNE_HOME", str(tmp_path))  # the fake flags' builds go there
+    monkeypatch.delenv("MATHTUNE_DECODE_KERNEL")
+    for flags, on in (("x86_64 flags : fpu sse2 avx2 fma", False), ("x86_64 flags : fpu avx2 avx512f avx512bw", True)):
+        monkeypatch.setattr(decode_kernel, "_cpu_flags", lambda _f=flags: _f)
+        decode_kernel._library.cache_clear()
+        assert decode_kernel.available() is on
+    monkeypatch.setenv("MATHTUNE_DECODE_KERNEL", "1")  # forced: on whatever the flags
+    monkeypatch.setattr(decode_kernel, "_cpu_flags", lambda: "x86_64 flags : fpu sse2 avx2")
+    decode_kernel._library.cache_clear()
+    assert decode_kernel.available()
