@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from test_generation import QUESTIONS, assert_greedy_matches, chaotic  # noqa: F401  (fixture)
 
-from mathtune.generation import SamplingParams, decode_kernel
+from mathtune.generation import SamplingParams, decode_kernel, hf
 from mathtune.generation.hf import HFGenerator, _DecodeLoop
 from mathtune.prompts import get_style
 
@@ -80,10 +80,13 @@ def test_decode_steps_run_on_the_kernel_with_greedy_text_unchanged(chaotic, monk
     real = decode_kernel.attention
     monkeypatch.setattr(decode_kernel, "attention", lambda *a: calls.append(a[0].shape) or real(*a))
     monkeypatch.setattr(_DecodeLoop, "PREFILL_ROWS", 2)  # rows with different left padding
+    planned = []
+    monkeypatch.setattr(hf, "row_blocks", lambda mask: planned.append(1) or [(0, mask.shape[0], 0)])
     prompts = [get_style("chat-boxed").render(q, tok) for q in QUESTIONS]
     outs = HFGenerator(model, tok, batch_size=64).generate(prompts, SamplingParams(max_new_tokens=24))
     assert_greedy_matches(model, tok, prompts, [o[0].text for o in outs], 24)
     assert calls and all(s[2] == 1 for s in calls)
+    assert not planned  # the kernel skips masked columns itself: no SDPA row blocks are planned
 
 
 def test_without_a_compiler_or_switched_off_decoding_stays_on_sdpa(chaotic, monkeypatch, tmp_path):  # noqa: F811
@@ -114,11 +117,13 @@ def test_without_a_compiler_or_switched_off_decoding_stays_on_sdpa(chaotic, monk
 def test_by_default_on_only_where_the_cpu_has_avx512(monkeypatch, tmp_path):
     monkeypatch.setenv("MATHTUNE_HOME", str(tmp_path))  # the fake flags' builds go there
     monkeypatch.delenv("MATHTUNE_DECODE_KERNEL")
-    for flags, on in (("x86_64 flags : fpu sse2 avx2 fma", False), ("x86_64 flags : fpu avx2 avx512f avx512bw", True)):
-        monkeypatch.setattr(decode_kernel, "_cpu_flags", lambda _f=flags: _f)
+    from mathtune.models import device
+
+    for flags, on in (("fpu sse2 avx2 fma", False), ("fpu avx2 avx512f avx512bw", True)):
+        monkeypatch.setattr(device, "cpu_flags", lambda _f=flags: frozenset(_f.split()))
         decode_kernel._library.cache_clear()
         assert decode_kernel.available() is on
     monkeypatch.setenv("MATHTUNE_DECODE_KERNEL", "1")  # forced: on whatever the flags
-    monkeypatch.setattr(decode_kernel, "_cpu_flags", lambda: "x86_64 flags : fpu sse2 avx2")
+    monkeypatch.setattr(device, "cpu_flags", lambda: frozenset({"fpu", "sse2", "avx2"}))
     decode_kernel._library.cache_clear()
     assert decode_kernel.available()

@@ -13,8 +13,9 @@ keys; only the summation blocking inside the kernel can differ (last bits). Padd
 row (between the shared prompt prefix and the row's own suffix, see `hf._prefill`) is still
 read. Anything that is not a one-token decode step with blocks given falls through to `sdpa`.
 
-Where the C kernel of `decode_kernel` is built (a C compiler on Linux), it runs every one-token
-decode step instead, blocks or not: it skips each masked column itself, without reading it.
+Where the C kernel of `decode_kernel` is on (AVX-512, a C compiler, Linux) and takes the model's
+dtype, it runs every one-token decode step instead and no row blocks are planned: it skips each
+masked column itself, without reading it.
 
 Registering the function with transformers and switching the model to it is the
 `decode-block-attention` library patch (`mathtune.patches.attention`): version-gated, undone
@@ -96,15 +97,20 @@ def row_blocks(mask: Any, max_blocks: int = 4, call_cost: int | None = None) -> 
 def block_attention(model: Any, enabled: bool = True) -> Iterator[bool]:
     """Within the block, a plain decoder running `sdpa` (or training's varlen attention, which is
     sdpa outside padding-free batches: a GRPO policy) runs `decode_attention_forward` instead;
-    yields whether it does (the caller then passes `decode_blocks=` to decode steps)."""
+    yields whether the caller should plan row blocks and pass `decode_blocks=` to decode steps:
+    not when it does not run, nor when the C kernel of `decode_kernel` takes this model's decode
+    steps (it skips masked columns itself; planning costs ~1.3 ms a batch change at 64 rows)."""
     from transformers.masking_utils import sdpa_mask
 
     from ..patches.attention import DECODE, SDPA_LIKE, use_attention
     from ..patches.undo import Undo
+    from . import decode_kernel
 
     config = getattr(model, "config", None)
     enabled = (enabled and config is not None and getattr(config, "_attn_implementation", None) in SDPA_LIKE
                and config.get_text_config() is config and hasattr(model, "set_attn_implementation"))
     undo = use_attention(model, DECODE, NAME, decode_attention_forward, sdpa_mask) if enabled else Undo(DECODE.name)
+    kernel = (bool(undo) and str(getattr(model, "dtype", "")).removeprefix("torch.") in decode_kernel.DTYPES
+              and decode_kernel.available())
     with undo:  # back to sdpa, registrations as they were
-        yield bool(undo)
+        yield bool(undo) and not kernel

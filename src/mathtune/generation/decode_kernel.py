@@ -17,7 +17,7 @@ harness: 158 problems/min on SDPA, 211 with the kernel.
 `benchmarks/eval_throughput.py` times the whole backend with it (`MATHTUNE_DECODE_KERNEL=0`
 turns it off for a side-by-side run).
 
-Built once per source, flags and compiler into `kernels/` of the mathtune home (`$MATHTUNE_HOME`,
+Built once per source, flags, compiler and CPU (its feature flags) into `kernels/` of the mathtune home (`$MATHTUNE_HOME`,
 default `~/.cache/mathtune`) with `-O3 -march=native -ffast-math -fopenmp` (about a second), and
 loaded only after a probe against SDPA passes. No compiler, a failed build or probe, another
 platform or `MATHTUNE_DECODE_KERNEL=0`: `available()` is False and decode attention stays SDPA.
@@ -60,18 +60,6 @@ def _compiler() -> str | None:
     return shutil.which(cc) or shutil.which("gcc")
 
 
-def _cpu_flags() -> str:
-    """The machine and its CPU's feature flags (Linux), part of the build's cache key."""
-    import platform
-
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            flags = next((line for line in f if line.startswith(("flags", "Features"))), "")
-    except OSError:
-        flags = ""
-    return f"{platform.machine()} {flags.strip()}"
-
-
 def _build() -> Path | None:
     """The shared library for this source, flags and compiler, built if missing; None on failure."""
     cc = _compiler()
@@ -81,8 +69,13 @@ def _build() -> Path | None:
         version = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=30).stdout
     except (OSError, subprocess.SubprocessError):
         return None
+    import platform
+
+    from ..models.device import cpu_flags
+
     # -march=native: a library built on one CPU may not run on another sharing this home directory
-    key = hashlib.sha256("\0".join([SOURCE.read_text(), *FLAGS, *LIBS, cc, version, _cpu_flags()]).encode()).hexdigest()[:16]
+    parts = [SOURCE.read_text(), *FLAGS, *LIBS, cc, version, platform.machine(), *sorted(cpu_flags())]
+    key = hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
     out = cache_dir() / f"decode_attention-{key}.so"
     if out.is_file():
         return out
@@ -108,7 +101,9 @@ def _library() -> Any:
     switch = os.environ.get("MATHTUNE_DECODE_KERNEL", "auto")
     if switch == "0" or not sys.platform.startswith("linux"):
         return None
-    if switch != "1" and " avx512f" not in f" {_cpu_flags()} ":
+    from ..models.device import cpu_flags
+
+    if switch != "1" and "avx512f" not in cpu_flags():
         return None  # measured to pay off with AVX-512 only (module docstring); "1" forces it
     import torch  # noqa: F401  (its libgomp must be loaded first: the kernel then shares its threads)
 

@@ -274,7 +274,7 @@ class DecodeLoop:
         on_cpu = self.gen.device.type == "cpu"
         try:
             # skinny decode GEMMs run far below peak on a CPU: fused and pre-packed weights there;
-            # decode attention skips the batch's left padding block by block
+            # decode attention skips masked columns (the C kernel, else SDPA block by block)
             with (torch.inference_mode(), fused_projections(self.model, enabled=on_cpu),
                   block_attention(self.model, enabled=on_cpu) as use_blocks):
                 self.use_blocks = use_blocks

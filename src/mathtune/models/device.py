@@ -112,19 +112,32 @@ def _cgroup_headroom(root: str = "/sys/fs/cgroup/") -> int | None:
 
 
 @cache
+def _cpuinfo() -> dict[str, str] | None:
+    """The first processor's fields of /proc/cpuinfo; None where there is none."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            first = f.read().split("\n\n", 1)[0]
+    except OSError:
+        return None
+    return {k.strip(): v.strip() for k, v in (line.split(":", 1) for line in first.splitlines() if ":" in line)}
+
+
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags (x86 `flags`, Arm `Features`); empty where /proc/cpuinfo is missing."""
+    field = _cpuinfo() or {}
+    return frozenset((field.get("flags") or field.get("Features") or "").split())
+
+
+@cache
 def cpu_kind() -> str:
     """This CPU in one line: model, vendor and the SIMD flags that decide bf16 speed
     (AVX2, AVX-512, AVX512-BF16, AMX), read from /proc/cpuinfo where there is one."""
     import platform
 
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            first = f.read().split("\n\n", 1)[0]
-    except OSError:
+    field = _cpuinfo()
+    if field is None:
         return platform.processor() or platform.machine() or "unknown CPU"
-    field = {k.strip(): v.strip() for k, v in (line.split(":", 1) for line in first.splitlines() if ":" in line)}
-    flags = set(field.get("flags", "").split())
-    simd = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]
+    simd = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in cpu_flags()]
     return f"{field.get('model name', platform.machine())} ({field.get('vendor_id', '?')}; {' '.join(simd) or 'no AVX2'})"
 
 
