@@ -127,3 +127,12 @@ def test_by_default_on_only_where_the_cpu_has_avx512(monkeypatch, tmp_path):
     monkeypatch.setattr(device, "cpu_flags", lambda: frozenset({"fpu", "sse2", "avx2"}))
     decode_kernel._library.cache_clear()
     assert decode_kernel.available()
+
+
+def test_an_unknown_switch_value_is_one_clear_error(monkeypatch):
+    from mathtune.errors import MathtuneError
+
+    monkeypatch.setenv("MATHTUNE_DECODE_KERNEL", "yes")
+    decode_kernel._library.cache_clear()
+    with pytest.raises(MathtuneError, match="MATHTUNE_DECODE_KERNEL='yes'.*0 \\(off\\), 1"):
+        decode_kernel.available()

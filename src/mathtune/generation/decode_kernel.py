@@ -98,7 +98,12 @@ def _build() -> Path | None:
 @functools.cache
 def _library() -> Any:
     """The loaded, probed kernel library, or None."""
-    switch = os.environ.get("MATHTUNE_DECODE_KERNEL", "auto")
+    switch = os.environ.get("MATHTUNE_DECODE_KERNEL", "auto").strip().lower() or "auto"
+    if switch not in ("0", "1", "auto"):
+        from ..errors import MathtuneError
+
+        raise MathtuneError(f"MATHTUNE_DECODE_KERNEL={os.environ['MATHTUNE_DECODE_KERNEL']!r} is not a setting",
+                            "use 0 (off), 1 (on, any CPU) or auto (on with AVX-512), or unset it")
     if switch == "0" or not sys.platform.startswith("linux"):
         return None
     from ..models.device import cpu_flags
