@@ -97,20 +97,25 @@ def row_blocks(mask: Any, max_blocks: int = 4, call_cost: int | None = None) -> 
 def block_attention(model: Any, enabled: bool = True) -> Iterator[bool]:
     """Within the block, a plain decoder running `sdpa` (or training's varlen attention, which is
     sdpa outside padding-free batches: a GRPO policy) runs `decode_attention_forward` instead;
-    yields whether the caller should plan row blocks and pass `decode_blocks=` to decode steps:
-    not when it does not run, nor when the C kernel of `decode_kernel` takes this model's decode
-    steps (it skips masked columns itself; planning costs ~1.3 ms a batch change at 64 rows)."""
+    yields whether it does (the caller then passes `decode_blocks=` to decode steps, unless
+    `kernel_takes(model)`)."""
     from transformers.masking_utils import sdpa_mask
 
     from ..patches.attention import DECODE, SDPA_LIKE, use_attention
     from ..patches.undo import Undo
-    from . import decode_kernel
 
     config = getattr(model, "config", None)
     enabled = (enabled and config is not None and getattr(config, "_attn_implementation", None) in SDPA_LIKE
                and config.get_text_config() is config and hasattr(model, "set_attn_implementation"))
     undo = use_attention(model, DECODE, NAME, decode_attention_forward, sdpa_mask) if enabled else Undo(DECODE.name)
-    kernel = (bool(undo) and str(getattr(model, "dtype", "")).removeprefix("torch.") in decode_kernel.DTYPES
-              and decode_kernel.available())
     with undo:  # back to sdpa, registrations as they were
-        yield bool(undo) and not kernel
+        yield bool(undo)
+
+
+def kernel_takes(model: Any) -> bool:
+    """Whether the C kernel of `decode_kernel` runs this model's decode steps inside
+    `block_attention`: it skips masked columns itself, so no row blocks need planning (~1.3 ms a
+    batch change at 64 rows)."""
+    from . import decode_kernel
+
+    return str(getattr(model, "dtype", "")).removeprefix("torch.") in decode_kernel.DTYPES and decode_kernel.available()

@@ -47,7 +47,7 @@ from typing import Any, Literal
 
 from ..models.threads import ThreadTuner, thread_candidates
 from .base import Completion, Generator, OnComplete, SamplingParams, sample_seed, truncate_at_stop
-from .decode_attention import block_attention, row_blocks
+from .decode_attention import block_attention, kernel_takes, row_blocks
 from .fused import fused_projections
 from .kv_cache import merge, new_cache, trim_left
 
@@ -277,7 +277,7 @@ class DecodeLoop:
             # decode attention skips masked columns (the C kernel, else SDPA block by block)
             with (torch.inference_mode(), fused_projections(self.model, enabled=on_cpu),
                   block_attention(self.model, enabled=on_cpu) as use_blocks):
-                self.use_blocks = use_blocks
+                self.use_blocks = use_blocks and not kernel_takes(self.model)
                 self._run()
         finally:
             torch.set_num_threads(threads)  # the tuner's choice does not leak to the caller
