@@ -143,7 +143,7 @@ def main() -> None:
     from mathtune.generation import decode_kernel
 
     print(f"CPU: {cpu_kind()}; mathtune's C decode-attention kernel: "
-          f"{'on' if decode_kernel.available() else 'off (MATHTUNE_DECODE_KERNEL=0, or no C compiler)'}", flush=True)
+          f"{decode_kernel.describe()}", flush=True)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {len(prompts)} GSM8K problems, "
           f"{args.max_new_tokens} new tokens, greedy, {dtype} ({'product pick' if args.dtype == 'auto' else 'forced'}); "
           f"baseline (a) on {n_a}", flush=True)

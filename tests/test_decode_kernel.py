@@ -20,8 +20,8 @@ needs_cc = pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc")
 
 @pytest.fixture(autouse=True)
 def _kernel_on(monkeypatch):
-    """The kernel on whatever this CPU (by default it is on only with AVX-512): its results are
-    checked everywhere."""
+    """The kernel on whatever this CPU (by default it is on only with AVX2 or AVX-512): its
+    results are checked everywhere."""
     monkeypatch.setenv("MATHTUNE_DECODE_KERNEL", "1")
     decode_kernel._library.cache_clear()
     yield
@@ -76,6 +76,12 @@ def test_kernel_declines_what_it_does_not_compute():
 @needs_cc
 def test_decode_steps_run_on_the_kernel_with_greedy_text_unchanged(chaotic, monkeypatch):  # noqa: F811
     model, tok = chaotic
+    if model.dtype == torch.bfloat16 and decode_kernel.why_on() != "avx512f":
+        # measured on an AVX2-only AMD EPYC (2026-12-02): 4 of 6 chaotic-model texts fork from
+        # one-at-a-time SDPA generate, one where the reference's top-2 gap is 1.0 of 4.2, though
+        # the kernel's bf16 output is as close to fp32 attention as SDPA's (checked above on every
+        # CPU). Unexplained, so bf16 stays off by default there (`decode_kernel.dtypes`).
+        pytest.skip("bf16 decode kernel: off by default without AVX-512, greedy agreement open there")
     calls = []
     real = decode_kernel.attention
     monkeypatch.setattr(decode_kernel, "attention", lambda *a: calls.append(a[0].shape) or real(*a))
@@ -114,19 +120,25 @@ def test_without_a_compiler_or_switched_off_decoding_stays_on_sdpa(chaotic, monk
 
 
 @needs_cc
-def test_by_default_on_only_where_the_cpu_has_avx512(monkeypatch, tmp_path):
+def test_by_default_on_only_where_the_cpu_has_avx2_or_avx512(monkeypatch, tmp_path):
     monkeypatch.setenv("MATHTUNE_HOME", str(tmp_path))  # the fake flags' builds go there
     monkeypatch.delenv("MATHTUNE_DECODE_KERNEL")
     from mathtune.models import device
 
-    for flags, on in (("fpu sse2 avx2 fma", False), ("fpu avx2 avx512f avx512bw", True)):
+    for flags, on in (("fpu sse2 sse4_2", False), ("fpu sse2 avx2 fma", True), ("fpu avx2 avx512f avx512bw", True)):
         monkeypatch.setattr(device, "cpu_flags", lambda _f=flags: frozenset(_f.split()))
         decode_kernel._library.cache_clear()
         assert decode_kernel.available() is on
+        assert decode_kernel.describe() == ("on (avx512f; bfloat16, float32)" if "avx512f" in flags
+                                            else "on (avx2; float32)" if on
+                                            else "off (no AVX2 / AVX-512; MATHTUNE_DECODE_KERNEL=1 forces it)")
+        assert decode_kernel.dtypes() == (("bfloat16", "float32") if "avx512f" in flags else ("float32",) if on else ())
     monkeypatch.setenv("MATHTUNE_DECODE_KERNEL", "1")  # forced: on whatever the flags
-    monkeypatch.setattr(device, "cpu_flags", lambda: frozenset({"fpu", "sse2", "avx2"}))
     decode_kernel._library.cache_clear()
-    assert decode_kernel.available()
+    assert decode_kernel.available() and decode_kernel.describe() == "on (forced; bfloat16, float32)"
+    monkeypatch.setenv("MATHTUNE_DECODE_KERNEL", "0")
+    decode_kernel._library.cache_clear()
+    assert not decode_kernel.available() and decode_kernel.describe() == "off (MATHTUNE_DECODE_KERNEL=0)"
 
 
 def test_an_unknown_switch_value_is_one_clear_error(monkeypatch):

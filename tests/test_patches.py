@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -138,10 +139,10 @@ def test_mkl_packing_is_off_outside_its_torch(installed, caplog, fresh_probe, ti
     installed("torch", "2.99.0")
     assert not mkl_linear.available() and not _packing_works(torch.float32)
     assert_one_plain_line(caplog, mkl_linear.PATCH, "torch>=2.13,<2.14", "torch 2.99.0")
-    # with only the packing off, the fused groups still run, on F.linear
+    # with only the packing off (both float32 packers), the fused groups still run, on F.linear
     monkeypatch.undo()
     monkeypatch.setattr(gate, "_reported", set())
-    monkeypatch.setenv(gate.DISABLE_ENV, mkl_linear.PATCH.name)
+    monkeypatch.setenv(gate.DISABLE_ENV, f"{mkl_linear.PATCH.name},onednn-packed-linear")
     model = make_tiny_model(tiny_tokenizer)
     with torch.no_grad():
         ref = model(input_ids=IDS).logits
@@ -151,6 +152,29 @@ def test_mkl_packing_is_off_outside_its_torch(installed, caplog, fresh_probe, ti
 
 
 # --------------------------------------------------------------------------- onednn-packed-linear
+
+
+def test_float32_packing_keeps_the_packer_timed_fastest_for_each_shape(monkeypatch):
+    from mathtune.generation import fused
+    from mathtune.patches import onednn_linear
+
+    if not (mkl_linear.available() and onednn_linear.available("float32")):
+        pytest.skip("this PyTorch build lacks MKL's or oneDNN's packed float32 linear")
+    w = torch.randn(40, 24)
+    x = torch.randn(5, 24)
+    for cls in fused._packers(torch.float32):  # each verified packer gives F.linear's results
+        torch.testing.assert_close(cls(w)(x), torch.nn.functional.linear(x, w), atol=1e-5, rtol=1e-5)
+    fused._fastest.cache_clear()
+    try:
+        # a packer made slow is never the pick, whichever it is
+        for slow in fused._packers(torch.float32):
+            fused._fastest.cache_clear()
+            real_call = slow.__call__
+            monkeypatch.setattr(slow, "__call__", lambda self, x, _r=real_call: time.sleep(0.002) or _r(self, x))
+            assert fused._packer(w) is not slow
+            monkeypatch.setattr(slow, "__call__", real_call)
+    finally:
+        fused._fastest.cache_clear()
 
 
 def test_onednn_probe_makes_the_production_call_and_fails_where_it_is_wrong(monkeypatch):
@@ -164,7 +188,7 @@ def test_onednn_probe_makes_the_production_call_and_fails_where_it_is_wrong(monk
     try:
         if not onednn_linear.available():
             pytest.skip("this PyTorch build has no oneDNN bf16 linear")
-        assert calls and all(c == ("none", [], "") for c in calls)  # exactly PackedLinearBF16's call
+        assert calls and all(c == ("none", [], "") for c in calls)  # exactly PackedLinearOneDNN's call
         onednn_linear._probe.cache_clear()
         monkeypatch.setattr(torch.ops.mkldnn, "_linear_pointwise", lambda x, w, b, *rest: real(x, w, None, *rest) * 2)
         assert not onednn_linear.available()  # a wrong result keeps F.linear

@@ -118,4 +118,4 @@ def kernel_takes(model: Any) -> bool:
     batch change at 64 rows)."""
     from . import decode_kernel
 
-    return str(getattr(model, "dtype", "")).removeprefix("torch.") in decode_kernel.DTYPES and decode_kernel.available()
+    return str(getattr(model, "dtype", "")).removeprefix("torch.") in decode_kernel.dtypes()

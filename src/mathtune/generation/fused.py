@@ -33,8 +33,12 @@ the model is untouched for anyone else (training, the baselines of a benchmark).
 from __future__ import annotations
 
 import contextlib
+import functools
+import logging
 from collections.abc import Iterator
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 GROUPS = (("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj"))
 
@@ -46,9 +50,6 @@ class _Group:
     def __init__(self, linears: list[Any], pack: bool) -> None:
         import torch
 
-        from ..patches.mkl_linear import PackedLinear
-        from ..patches.onednn_linear import PackedLinearBF16
-
         weight = torch.cat([m.weight for m in linears]) if len(linears) > 1 else linears[0].weight
         biases = [m.bias for m in linears]
         if all(b is None for b in biases):
@@ -57,8 +58,7 @@ class _Group:
             self.bias = torch.cat([b if b is not None else m.weight.new_zeros(m.out_features)
                                    for b, m in zip(biases, linears, strict=True)])
         self.sizes = [m.out_features for m in linears]
-        packer = PackedLinearBF16 if weight.dtype == torch.bfloat16 else PackedLinear
-        self.packed = packer(weight, self.bias) if pack else None
+        self.packed = _packer(weight)(weight, self.bias) if pack else None
         # packed: only the zero-stride stand-in is kept, no second plain copy of the weight
         self.weight = self.packed.standin if self.packed is not None else weight
         self._x: Any = None
@@ -86,15 +86,65 @@ class _Group:
         self.packed = self.weight = self.bias = None
 
 
-def _packing_works(dtype: Any) -> bool:
-    """True where the packing patch for `dtype` (`mkl-packed-linear` for float32,
-    `onednn-packed-linear` for bfloat16) is verified for this torch and its probe (the
-    production call) gives `F.linear`'s results."""
+def _packers(dtype: Any) -> list[Any]:
+    """The packed-linear classes verified for `dtype` on this torch (their probe, the production
+    call, gives `F.linear`'s results): oneDNN's for bfloat16; MKL's and oneDNN's for float32."""
     import torch
 
     from ..patches import mkl_linear, onednn_linear
 
-    return {torch.float32: mkl_linear.available, torch.bfloat16: onednn_linear.available}.get(dtype, bool)()
+    if dtype == torch.bfloat16:
+        return [onednn_linear.PackedLinearOneDNN] if onednn_linear.available("bfloat16") else []
+    if dtype != torch.float32:
+        return []
+    return ([mkl_linear.PackedLinear] if mkl_linear.available() else []) + (
+        [onednn_linear.PackedLinearOneDNN] if onednn_linear.available("float32") else [])
+
+
+def _packing_works(dtype: Any) -> bool:
+    """True where a packing patch for `dtype` (`mkl-packed-linear`, `onednn-packed-linear`) is
+    verified for this torch and its probe gives `F.linear`'s results."""
+    return bool(_packers(dtype))
+
+
+def _packer(weight: Any) -> Any:
+    """The packed-linear class for this weight: the faster one for its shape and dtype where
+    several are verified (`_fastest`), else the only one."""
+    packers = _packers(weight.dtype)
+    if len(packers) == 1:
+        return packers[0]
+    return packers[_fastest(tuple(packers), tuple(weight.shape), weight.dtype)]
+
+
+@functools.cache
+def _fastest(packers: tuple[Any, ...], shape: tuple[int, int], dtype: Any) -> int:
+    """Index of the packer whose GEMM is fastest for a weight of `shape` at decode batch sizes (16
+    and 64 rows; best of 3 calls each, after a warm-up), timed once per shape and process on a
+    random weight. Which library wins depends on the CPU: MKL's packed GEMM on the Intel kind, oneDNN's
+    for most shapes on an AVX2-only AMD EPYC (`patches/onednn_linear.py`)."""
+    import time
+
+    import torch
+
+    gen = torch.Generator().manual_seed(0)
+    weight = torch.randn(*shape, generator=gen).to(dtype)
+    inputs = [torch.randn(rows, shape[1], generator=gen).to(dtype) for rows in (16, 64)]
+    costs = []
+    with torch.inference_mode():
+        for cls in packers:
+            layer, total = cls(weight), 0.0
+            for x in inputs:
+                layer(x)
+                best = float("inf")
+                for _ in range(3):
+                    t0 = time.perf_counter()
+                    layer(x)
+                    best = min(best, time.perf_counter() - t0)
+                total += best
+            layer.release()
+            costs.append(total)
+    log.debug("packed linear %s %s: %s", shape, dtype, dict(zip([c.__name__ for c in packers], costs, strict=True)))
+    return costs.index(min(costs))
 
 
 def _groups(model: Any, pack: bool) -> list[tuple[list[Any], _Group]]:

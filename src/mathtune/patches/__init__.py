@@ -19,9 +19,10 @@ Patches (name: verified with; what it changes; how to undo):
   exact call (`PackedLinear`) against `F.linear` first. Changes no library object: nothing to
   undo (the packed copies are freed when `fused_projections` exits).
 - `onednn-packed-linear` (`onednn_linear.py`): torch >=2.13,<2.14. Calls the private ops
-  `torch.ops.mkldnn._reorder_linear_weight` / `_linear_pointwise` on bf16 weights, for decoding
-  on packed weights where the model runs in bf16 (`generation/fused.py`). A run-time probe makes
-  that exact call (`PackedLinearBF16`) against `F.linear` first. Changes no library object:
+  `torch.ops.mkldnn._reorder_linear_weight` / `_linear_pointwise` on bf16 and float32 weights,
+  for decoding on packed weights (`generation/fused.py`: always in bf16; in float32 where it times
+  faster than MKL's packed GEMM for the weight's shape). A run-time probe per dtype makes that
+  exact call (`PackedLinearOneDNN`) against `F.linear` first. Changes no library object:
   nothing to undo (the packed copies are freed when `fused_projections` exits).
 - `linear-instance-forwards` (`linear_forwards.py`): torch >=2.13,<2.14, transformers >=5.24,<5.25.
   Instance `forward` of plain `nn.Linear` layers (fused q/k/v and gate/up, packed layers) while
