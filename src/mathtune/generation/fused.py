@@ -10,8 +10,8 @@ far below peak, for two reasons this module removes while `generate` runs:
 - **Re-packing the weights at every call.** A BLAS GEMM copies the weight matrix into its
   kernel's panel layout on every call; with 8-64 rows that copy costs about as much as the
   arithmetic. Where PyTorch is built with MKL (x86), every linear layer's float32 weight (the
-  fused ones, o_proj, down_proj, lm_head, ...) is packed once into MKL's layout and multiplied by
-  MKL's packed GEMM; a bfloat16 model (CPUs with AVX512-BF16/AMX) is packed once into oneDNN's
+  fused ones, o_proj, down_proj, lm_head, ...) is packed once into MKL's or oneDNN's layout,
+  whichever packed GEMM times faster for the weight's shape (`_fastest`); a bfloat16 model (CPUs with AVX512-BF16/AMX) is packed once into oneDNN's
   blocked layout instead. Prefill-sized inputs run at about the same speed either way.
   `benchmarks/eval_throughput.py` times the whole hf backend against plain `generate`.
 
@@ -120,8 +120,8 @@ def _packer(weight: Any) -> Any:
 def _fastest(packers: tuple[Any, ...], shape: tuple[int, int], dtype: Any) -> int:
     """Index of the packer whose GEMM is fastest for a weight of `shape` at decode batch sizes (16
     and 64 rows; best of 3 calls each, after a warm-up), timed once per shape and process on a
-    random weight. Which library wins depends on the CPU: MKL's packed GEMM on the Intel kind, oneDNN's
-    for most shapes on an AVX2-only AMD EPYC (`patches/onednn_linear.py`)."""
+    random weight. Which library wins depends on the CPU: oneDNN's for most shapes on an AVX2-only
+    AMD EPYC (`patches/onednn_linear.py`); the two are not yet compared on the Intel kinds."""
     import time
 
     import torch
