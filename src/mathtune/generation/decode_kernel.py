@@ -22,8 +22,8 @@ default `~/.cache/mathtune`) with `-O3 -march=native -ffast-math -fopenmp` (abou
 loaded only after a probe against SDPA passes. No compiler, a failed build or probe, another
 platform or `MATHTUNE_DECODE_KERNEL=0`: `available()` is False and decode attention stays SDPA.
 
-On by default on x86 CPUs with AVX-512 (both dtypes) or AVX2 (float32 only; every kind measured). On an AVX2-only AMD EPYC
-(Zen 3, 2 cores, the model in float32 as `pick_dtype` picks there) a layer at 200-800 columns
+On by default on x86 CPUs with AVX-512 (both dtypes) or AVX2 (float32 only; every kind measured).
+On an AVX2-only AMD EPYC (Zen 3, 2 cores, the model in float32 as `pick_dtype` picks there) a layer at 200-800 columns
 with every column read took 0.83-0.86x SDPA's speed, but the whole hf backend, where the kernel
 skips the left padding SDPA would read, ran 64 GSM8K problems (256 tokens) in 95.5 s against
 111.2 s on SDPA with row blocks (1.16x). Elsewhere (no AVX2, not x86) it stays off unless
@@ -97,15 +97,21 @@ def _build() -> Path | None:
     return out
 
 
-@functools.cache
-def _library() -> Any:
-    """The loaded, probed kernel library, or None."""
+def _switch() -> str:
+    """`MATHTUNE_DECODE_KERNEL`: "0", "1" or "auto" (unset); anything else is one clear error."""
     switch = os.environ.get("MATHTUNE_DECODE_KERNEL", "auto").strip().lower() or "auto"
     if switch not in ("0", "1", "auto"):
         from ..errors import MathtuneError
 
         raise MathtuneError(f"MATHTUNE_DECODE_KERNEL={os.environ['MATHTUNE_DECODE_KERNEL']!r} is not a setting",
-                            "use 0 (off), 1 (on, any CPU) or auto (on with AVX-512), or unset it")
+                            "use 0 (off), 1 (on, any CPU) or auto (on with AVX2 / AVX-512), or unset it")
+    return switch
+
+
+@functools.cache
+def _library() -> Any:
+    """The loaded, probed kernel library, or None; `lib.mathtune_dtypes` are the dtypes it takes."""
+    switch = _switch()
     if switch == "0" or not sys.platform.startswith("linux"):
         return None
     if switch != "1" and not why_on():
@@ -125,7 +131,11 @@ def _library() -> Any:
         fn = getattr(lib, name)
         fn.argtypes = [ptr] * 5 + [i64] * 16 + [ctypes.c_float]
         fn.restype = ctypes.c_int
-    return lib if _probe(lib) else None
+    if not _probe(lib):
+        return None
+    # bf16 only with AVX-512 or forced: see `dtypes`
+    lib.mathtune_dtypes = DTYPES if switch == "1" or why_on() == "avx512f" else ("float32",)
+    return lib
 
 
 def why_on() -> str:
@@ -138,11 +148,9 @@ def why_on() -> str:
 def dtypes() -> tuple[str, ...]:
     """The dtypes the kernel takes here: both with AVX-512 or when forced; float32 only on an
     AVX2-only CPU, where `pick_dtype` picks float32 and bf16 is measured for neither speed nor
-    end-to-end greedy agreement (the kernel's bf16 results are checked against SDPA there too)."""
-    if not available():
-        return ()
-    forced = os.environ.get("MATHTUNE_DECODE_KERNEL", "auto").strip() == "1"
-    return DTYPES if forced or why_on() == "avx512f" else ("float32",)
+    end-to-end greedy agreement (the kernel's bf16 results are checked against SDPA there too).
+    Decided once, when the library loads: this runs in every decode step's attention."""
+    return _library().mathtune_dtypes if available() else ()
 
 
 def available() -> bool:
@@ -151,7 +159,7 @@ def available() -> bool:
 
 def describe() -> str:
     """One line for benchmarks and logs: whether the kernel runs here, and why."""
-    switch = os.environ.get("MATHTUNE_DECODE_KERNEL", "auto").strip().lower() or "auto"
+    switch = _switch()
     if available():
         return f"on ({'forced' if switch == '1' else why_on()}; {', '.join(dtypes())})"
     if switch == "0":

@@ -11,13 +11,15 @@ far below peak, for two reasons this module removes while `generate` runs:
   kernel's panel layout on every call; with 8-64 rows that copy costs about as much as the
   arithmetic. Where PyTorch is built with MKL (x86), every linear layer's float32 weight (the
   fused ones, o_proj, down_proj, lm_head, ...) is packed once into MKL's or oneDNN's layout,
-  whichever packed GEMM times faster for the weight's shape (`_fastest`); a bfloat16 model (CPUs with AVX512-BF16/AMX) is packed once into oneDNN's
-  blocked layout instead. Prefill-sized inputs run at about the same speed either way.
+  whichever packed GEMM times faster for the weight's shape (`_fastest`, once per shape and
+  process, when the first `generate` opens this context); a bfloat16 model (CPUs with
+  AVX512-BF16/AMX) is packed once into oneDNN's blocked layout instead. Prefill-sized inputs run at about the same speed either way.
   `benchmarks/eval_throughput.py` times the whole hf backend against plain `generate`.
 
 Both are library patches, gated on the versions they were verified with and listed in
 `mathtune.patches`: the forward swaps on `nn.Linear` instances (`linear-instance-forwards`) and
-the private MKL ops with their run-time probe (`mkl-packed-linear`). Where the packing patch is
+the private MKL and oneDNN ops with their run-time probes (`mkl-packed-linear`,
+`onednn-packed-linear`). Where the packing patch is
 off, the fused groups still run on `F.linear`; where the forward patch is off, nothing changes.
 
 Each output is the same dot product as before, summed in a different order, so results can

@@ -1,19 +1,19 @@
 """Patch `onednn-packed-linear`: `F.linear` on a weight packed once into oneDNN's blocked layout (torch private ops).
 
-The oneDNN counterpart of `mkl_linear.py`, for bf16 and float32 weights. On CPUs with AVX512-BF16/AMX, where `pick_dtype` runs
-the model in bf16, `F.linear` hands each call to oneDNN, which reorders the plain weight into its
+The oneDNN counterpart of `mkl_linear.py`, for bf16 and float32 weights. On CPUs with
+AVX512-BF16/AMX, where `pick_dtype` runs the model in bf16, `F.linear` hands each call to oneDNN, which reorders the plain weight into its
 blocked (AMX tile) layout on every call; a decode step's skinny GEMMs pay that copy each time.
 PyTorch's CPU inductor path packs once and multiplies many times with two private ops,
 `torch.ops.mkldnn._reorder_linear_weight(weight, batch_size)` and
-`torch.ops.mkldnn._linear_pointwise(x, packed, bias, "none", [], "")`; `PackedLinearBF16` makes
+`torch.ops.mkldnn._linear_pointwise(x, packed, bias, "none", [], "")`; `PackedLinearOneDNN` makes
 exactly that call, and the probe checks it against `F.linear` (1, 5, 64 and 130 rows, a 3-D
 input, with and without a bias), per dtype, before anything is packed.
 
 float32 too: on an AMD EPYC with AVX2 only (Zen 3, 2 cores, torch 2.13) oneDNN's packed GEMM beat
 MKL's packed one at SmolLM2-135M's decode shapes, 64 rows: gate/up 2.47 against 3.34 ms, the LM
-head 33.9 against 60.0 ms (16 rows: 16.1 against 30.6), but lost at 576x576 (0.71 against 0.40).
-So `generation/fused.py` times both packed paths once per weight shape and keeps the faster. The packed tensor is all that is
-kept: no second plain copy of the weight.
+head 33.9 against 60.0 ms (at 16 rows 16.1 against 30.6), but lost at 576x576 (0.71 against
+0.40). So `generation/fused.py` times both packed paths once per weight shape and keeps the
+faster. The packed tensor is all that is kept: no second plain copy of the weight.
 
 Verified with torch 2.13 (x86 builds with oneDNN). Outside that range, or where the probe fails
 (no oneDNN bf16 support), `available()` is False and callers use `F.linear`. Like
@@ -72,7 +72,8 @@ def _probe(dtype: str = "bfloat16") -> bool:
         if not torch.backends.mkldnn.is_available():
             return False
         if dtype == "bfloat16":
-            return torch.ops.mkldnn._is_mkldnn_bf16_supported() and matches_linear(PackedLinearOneDNN, torch.bfloat16, 1e-2)
+            return (torch.ops.mkldnn._is_mkldnn_bf16_supported()
+                    and matches_linear(PackedLinearOneDNN, torch.bfloat16, 1e-2))
         return dtype == "float32" and matches_linear(PackedLinearOneDNN, torch.float32, 1e-4)
     except (AttributeError, RuntimeError, NotImplementedError):  # no oneDNN linear ops in this build
         return False
