@@ -41,26 +41,30 @@ def _sdpa(q, k, v, mask, scale):
 # (heads, key/value heads, head dim): the vector paths (dims 64 and 128, 1-8 query heads a
 # key/value head) and the plain loop (10 a head, dim 32)
 @pytest.mark.parametrize("shape", [(9, 3, 64), (4, 4, 128), (8, 1, 64), (14, 2, 128), (10, 1, 64), (6, 2, 32)])
-def test_kernel_equals_sdpa_on_strided_caches_and_masks_with_holes(dtype, shape):
+# 217 columns: blocks of 16 keys and pairs with a tail; 16: one whole block; 3: less than one
+@pytest.mark.parametrize("cols", [217, 16, 3])
+def test_kernel_equals_sdpa_on_strided_caches_and_masks_with_holes(dtype, shape, cols):
     assert decode_kernel.available()
     h, hk, dim = shape
-    gen = torch.Generator().manual_seed(h)
+    gen = torch.Generator().manual_seed(h + cols)
     q = torch.randn(5, h, 1, dim, generator=gen).to(dtype)
     # a preallocated cache read up to its filled width, as the hf backend's KV cache is
-    k, v = (torch.randn(5, hk, 300, dim, generator=gen).to(dtype)[:, :, :217] for _ in range(2))
-    mask = torch.rand(5, 1, 1, 217, generator=gen) > 0.25  # holes anywhere (shared-prefix prefill)
-    mask[0, ..., :150] = False  # left padding
+    k, v = (torch.randn(5, hk, 300, dim, generator=gen).to(dtype)[:, :, :cols] for _ in range(2))
+    mask = torch.rand(5, 1, 1, cols, generator=gen) > 0.25  # holes anywhere (shared-prefix prefill)
+    mask[0, ..., :cols * 2 // 3] = False  # left padding (whole blocks of 16 keys masked at 217)
     mask[..., -1] = True  # every row sees at least its own token
     tol = {"atol": 1e-5, "rtol": 1e-5} if dtype == torch.float32 else {"atol": 2e-2, "rtol": 2e-2}
+    scale = dim ** -0.5  # 1/8 and, for 128, not a power of two
     for m in (mask, None):
         assert decode_kernel.supports(q, k, v, m)
-        got = decode_kernel.attention(q, k, v, m, 0.125)
+        got = decode_kernel.attention(q, k, v, m, scale)
         assert got.shape == (5, 1, h, dim) and got.dtype == dtype
-        torch.testing.assert_close(got.float(), _sdpa(q, k, v, m, 0.125), **tol)
+        torch.testing.assert_close(got.float(), _sdpa(q, k, v, m, scale), **tol)
     # masked columns are not read: garbage there changes nothing
-    k2 = k.clone()
-    k2[~mask.reshape(5, 1, 217, 1).expand_as(k2)] = float("nan")
-    assert torch.equal(decode_kernel.attention(q, k2, v, mask, 0.125), decode_kernel.attention(q, k, v, mask, 0.125))
+    k2, v2 = k.clone(), v.clone()
+    for t in (k2, v2):
+        t[~mask.reshape(5, 1, cols, 1).expand_as(t)] = float("nan")
+    assert torch.equal(decode_kernel.attention(q, k2, v2, mask, scale), decode_kernel.attention(q, k, v, mask, scale))
 
 
 def test_kernel_declines_what_it_does_not_compute():
@@ -125,17 +129,19 @@ def test_by_default_on_only_where_the_cpu_has_avx2_or_avx512(monkeypatch, tmp_pa
     monkeypatch.delenv("MATHTUNE_DECODE_KERNEL")
     from mathtune.models import device
 
+    # the bf16 path follows what the compiler targets (-march=native), not the fake flags
+    bf16 = "bfloat16 on " + ("VDPBF16PS" if "avx512_bf16" in device.cpu_flags() else "float32 FMAs")
     for flags, on in (("fpu sse2 sse4_2", False), ("fpu sse2 avx2 fma", True), ("fpu avx2 avx512f avx512bw", True)):
         monkeypatch.setattr(device, "cpu_flags", lambda _f=flags: frozenset(_f.split()))
         decode_kernel._library.cache_clear()
         assert decode_kernel.available() is on
-        assert decode_kernel.describe() == ("on (avx512f; bfloat16, float32)" if "avx512f" in flags
+        assert decode_kernel.describe() == (f"on (avx512f; {bf16}, float32)" if "avx512f" in flags
                                             else "on (avx2; float32)" if on
                                             else "off (no AVX2 / AVX-512; MATHTUNE_DECODE_KERNEL=1 forces it)")
         assert decode_kernel.dtypes() == (("bfloat16", "float32") if "avx512f" in flags else ("float32",) if on else ())
     monkeypatch.setenv("MATHTUNE_DECODE_KERNEL", "1")  # forced: on whatever the flags
     decode_kernel._library.cache_clear()
-    assert decode_kernel.available() and decode_kernel.describe() == "on (forced; bfloat16, float32)"
+    assert decode_kernel.available() and decode_kernel.describe() == f"on (forced; {bf16}, float32)"
     monkeypatch.setenv("MATHTUNE_DECODE_KERNEL", "0")
     decode_kernel._library.cache_clear()
     assert not decode_kernel.available() and decode_kernel.describe() == "off (MATHTUNE_DECODE_KERNEL=0)"
