@@ -217,6 +217,19 @@ def test_fused_forwards_are_off_outside_their_transformers(installed, caplog, ti
     assert_one_plain_line(caplog, patches.LINEAR_FORWARDS, "transformers 5.99.0")
 
 
+def test_elementwise_ops_are_off_outside_their_transformers(installed, caplog, tiny_model):
+    from transformers.models.llama import modeling_llama
+
+    from mathtune.generation.decode_ops import elementwise_in_c
+
+    rope = modeling_llama.apply_rotary_pos_emb
+    installed("transformers", "5.99.0")
+    with elementwise_in_c(tiny_model) as n:
+        assert n == 0 and not any("forward" in vars(m) for m in tiny_model.modules())
+        assert modeling_llama.apply_rotary_pos_emb is rope
+    assert_one_plain_line(caplog, patches.DECODE_ELEMENTWISE, "transformers 5.99.0")
+
+
 def test_fused_forwards_undo_restores_the_class_forwards(tiny_model):
     from mathtune.generation.fused import fused_projections
 

@@ -69,10 +69,11 @@ def _compiler() -> str | None:
     return shutil.which(cc) or shutil.which("gcc")
 
 
-def _build() -> Path | None:
-    """The shared library for this source, flags and compiler, built if missing; None on failure."""
+def _build(source: Path = SOURCE, flags: tuple[str, ...] = tuple(FLAGS)) -> Path | None:
+    """The shared library for this source, flags and compiler, built if missing; None on failure
+    (also builds `decode_ops`'s source, with its own flags)."""
     cc = _compiler()
-    if cc is None or not SOURCE.is_file():
+    if cc is None or not source.is_file():
         return None
     try:
         version = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=30).stdout
@@ -83,23 +84,23 @@ def _build() -> Path | None:
     from ..models.device import cpu_flags
 
     # -march=native: a library built on one CPU may not run on another sharing this home directory
-    parts = [SOURCE.read_text(), *FLAGS, *LIBS, cc, version, platform.machine(), *sorted(cpu_flags())]
+    parts = [source.read_text(), *flags, *LIBS, cc, version, platform.machine(), *sorted(cpu_flags())]
     key = hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
-    out = cache_dir() / f"decode_attention-{key}.so"
+    out = cache_dir() / f"{source.stem}-{key}.so"
     if out.is_file():
         return out
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
             built = Path(tmp) / out.name
-            res = subprocess.run([cc, *FLAGS, "-o", str(built), str(SOURCE), *LIBS], capture_output=True, text=True,
+            res = subprocess.run([cc, *flags, "-o", str(built), str(source), *LIBS], capture_output=True, text=True,
                                  timeout=300)
             if res.returncode != 0:
-                log.info("decode attention kernel not built (%s): %s", cc, res.stderr.strip()[-500:])
+                log.info("%s not built (%s): %s", source.name, cc, res.stderr.strip()[-500:])
                 return None
             os.replace(built, out)  # atomic: a concurrent build leaves one complete file
     except (OSError, subprocess.SubprocessError) as e:
-        log.info("decode attention kernel not built: %s", e)
+        log.info("%s not built: %s", source.name, e)
         return None
     return out
 

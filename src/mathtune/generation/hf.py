@@ -48,6 +48,7 @@ from typing import Any, Literal
 from ..models.threads import ThreadTuner, thread_candidates
 from .base import Completion, Generator, OnComplete, SamplingParams, sample_seed, truncate_at_stop
 from .decode_attention import block_attention, kernel_takes, row_blocks
+from .decode_ops import elementwise_in_c
 from .fused import fused_projections
 from .kv_cache import merge, new_cache, trim_left
 
@@ -274,9 +275,11 @@ class DecodeLoop:
         on_cpu = self.gen.device.type == "cpu"
         try:
             # skinny decode GEMMs run far below peak on a CPU: fused and pre-packed weights there;
-            # decode attention skips masked columns (the C kernel, else SDPA block by block)
+            # decode attention skips masked columns (the C kernel, else SDPA block by block);
+            # RMSNorm and rotary embeddings in C (one call each instead of 8-14 ops)
             with (torch.inference_mode(), fused_projections(self.model, enabled=on_cpu),
-                  block_attention(self.model, enabled=on_cpu) as use_blocks):
+                  block_attention(self.model, enabled=on_cpu) as use_blocks,
+                  elementwise_in_c(self.model, enabled=on_cpu)):
                 self.use_blocks = use_blocks and not kernel_takes(self.model)
                 self._run()
         finally:

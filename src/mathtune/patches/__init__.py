@@ -28,6 +28,10 @@ Patches (name: verified with; what it changes; how to undo):
   Instance `forward` of plain `nn.Linear` layers (fused q/k/v and gate/up, packed layers) while
   `generate` runs. Undo: `replace_forwards(...)` returns it; `fused_projections` undoes on exit
   (the instances have no instance forward again).
+- `decode-elementwise` (`elementwise.py`): torch >=2.13,<2.14, transformers >=5.24,<5.25. Instance
+  `forward` of Llama/Qwen2/Mistral RMSNorm modules, and those modeling modules'
+  `apply_rotary_pos_emb`, run in C while `generate` runs (`generation/decode_ops.py`). Undo:
+  `elementwise_in_c` undoes on exit (instances without an instance forward, the functions back).
 - `decode-block-attention` (`attention.py`): transformers >=5.24,<5.25, torch >=2.13,<2.14.
   Registers `mathtune_decode` in transformers' AttentionInterface and AttentionMaskInterface and
   switches the model to it while `generate` runs (`generation/decode_attention.py`). Undo:
@@ -56,6 +60,7 @@ tests/test_cpu_speedups.py, tests/test_generation.py and tests/test_train.py on 
 from __future__ import annotations
 
 from .attention import DECODE, VARLEN
+from .elementwise import PATCH as DECODE_ELEMENTWISE
 from .gate import DISABLE_ENV, Patch
 from .growing_cache import PATCH as GROWING_KV_CACHE
 from .linear_forwards import PATCH as LINEAR_FORWARDS
@@ -65,7 +70,7 @@ from .onednn_linear import PATCH as ONEDNN_PACKED_LINEAR
 from .trl_loss_head import PATCH as TRL_LOSS_HEAD
 from .undo import Undo
 
-PATCHES: tuple[Patch, ...] = (MKL_PACKED_LINEAR, ONEDNN_PACKED_LINEAR, LINEAR_FORWARDS, DECODE, VARLEN,
-                              GROWING_KV_CACHE, LORA_DROPOUT, TRL_LOSS_HEAD)
+PATCHES: tuple[Patch, ...] = (MKL_PACKED_LINEAR, ONEDNN_PACKED_LINEAR, LINEAR_FORWARDS, DECODE_ELEMENTWISE, DECODE,
+                              VARLEN, GROWING_KV_CACHE, LORA_DROPOUT, TRL_LOSS_HEAD)
 
 __all__ = ["DISABLE_ENV", "PATCHES", "Patch", "Undo"]

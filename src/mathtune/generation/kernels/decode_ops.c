@@ -1,0 +1,126 @@
+/* The elementwise steps of a Llama-family block for mathtune's hf backend: see decode_ops.py.
+ *
+ * Each function does what transformers' PyTorch code does, rounding where it rounds, so a
+ * result has PyTorch's bits (the sum of squares is added in ATen's order): RMSNorm
+ * `weight * (x.float() * rsqrt(mean(x.float()^2) + eps)).to(dtype)` and the rotary embedding
+ * `q * cos + rotate_half(q) * sin` (each product and the sum rounded). Built without
+ * -ffast-math and with -ffp-contract=off: float32 products and sums are rounded as PyTorch's.
+ * Rows are split over the OpenMP threads PyTorch uses when there are enough of them. */
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+static inline float bf16_load(uint16_t x) {
+    union { uint32_t u; float f; } v;
+    v.u = (uint32_t)x << 16;
+    return v.f;
+}
+
+static inline uint16_t bf16_store(float f) { /* round to nearest even, as PyTorch's conversion */
+    union { uint32_t u; float f; } v;
+    v.f = f;
+    if (f != f) return 0x7FC0;
+    return (uint16_t)((v.u + 0x7FFF + ((v.u >> 16) & 1)) >> 16);
+}
+
+static inline float bf16_round(float f) { return bf16_load(bf16_store(f)); }
+static inline float f32_load(float x) { return x; }
+static inline float f32_store(float f) { return f; }
+static inline float f32_round(float f) { return f; }
+
+#define PARALLEL_MIN (1 << 15) /* elements below which one thread does it all */
+
+static inline int64_t ceil_log2(int64_t x) { /* c10's utils::CeilLog2 */
+    int64_t p = 0;
+    while (x > ((int64_t)1 << p)) p++;
+    return p;
+}
+
+/* Sum of the squares of one row in the order of ATen's inner-dimension sum
+ * (aten/src/ATen/native/cpu/SumKernel.cpp: `vectorized_inner_sum` -> `row_sum` with 4 partial
+ * vectors -> `multi_row_sum`'s 4-level cascade, then the scalar tail and the W lanes in order),
+ * lane by lane: W is the float lanes of ATen's sum kernel in this process (8 on the x86 builds of
+ * torch 2.13 measured, AVX-512 ones included; found at load by `decode_ops._lanes`), so the sum,
+ * and with it the normalised row, has PyTorch's bits. */
+#define SUM_SQ(NAME, T, LOAD)                                                                      \
+static float NAME(const T *x, int64_t n, int W) {                                                  \
+    float acc[4][4][16], part[16];                                                                 \
+    memset(acc, 0, sizeof acc);                                                                    \
+    const int64_t vec_size = n / W, size_ilp = vec_size / 4;                                       \
+    int64_t lp = ceil_log2(size_ilp) / 4;                                                          \
+    lp = lp > 4 ? lp : 4;                                                                          \
+    const int64_t step = (int64_t)1 << lp, lmask = step - 1;                                       \
+    int64_t i = 0;                                                                                 \
+    for (; i + step <= size_ilp;) {                                                                \
+        for (int64_t j = 0; j < step; ++j, ++i)                                                    \
+            for (int k = 0; k < 4; k++)                                                            \
+                for (int l = 0; l < W; l++) {                                                      \
+                    const float v = LOAD(x[(i * 4 + k) * W + l]);                                  \
+                    acc[0][k][l] += v * v;                                                         \
+                }                                                                                  \
+        for (int j = 1; j < 4; ++j) {                                                              \
+            for (int k = 0; k < 4; k++)                                                            \
+                for (int l = 0; l < W; l++) { acc[j][k][l] += acc[j - 1][k][l]; acc[j - 1][k][l] = 0.f; } \
+            if ((i & (lmask << (j * lp))) != 0) break;                                             \
+        }                                                                                          \
+    }                                                                                              \
+    for (; i < size_ilp; ++i)                                                                      \
+        for (int k = 0; k < 4; k++)                                                                \
+            for (int l = 0; l < W; l++) {                                                          \
+                const float v = LOAD(x[(i * 4 + k) * W + l]);                                      \
+                acc[0][k][l] += v * v;                                                             \
+            }                                                                                      \
+    for (int j = 1; j < 4; ++j)                                                                    \
+        for (int k = 0; k < 4; k++)                                                                \
+            for (int l = 0; l < W; l++) acc[0][k][l] += acc[j][k][l];                              \
+    for (int l = 0; l < W; l++) part[l] = acc[0][0][l];                                            \
+    for (int64_t v = size_ilp * 4; v < vec_size; v++)                                              \
+        for (int l = 0; l < W; l++) { const float e = LOAD(x[v * W + l]); part[l] += e * e; }      \
+    for (int k = 1; k < 4; k++)                                                                    \
+        for (int l = 0; l < W; l++) part[l] += acc[0][k][l];                                       \
+    float total = 0.f;                                                                             \
+    for (int64_t e = vec_size * W; e < n; e++) { const float v = LOAD(x[e]); total += v * v; }     \
+    for (int l = 0; l < W; l++) total += part[l];                                                  \
+    return total;                                                                                  \
+}
+
+/* out[r, :] (contiguous) = RMSNorm of x[r, :] (row stride xs), weight w of the same dtype. */
+#define RMSNORM(NAME, T, LOAD, STORE, ROUND, SUM)                                                  \
+void NAME(const T *x, int64_t rows, int64_t n, int64_t xs, const T *w, float eps, int W, T *out) { \
+    _Pragma("omp parallel for schedule(static) if (rows * n >= PARALLEL_MIN)")                     \
+    for (int64_t r = 0; r < rows; r++) {                                                           \
+        const T *xr = x + r * xs;                                                                  \
+        const float inv = 1.f / sqrtf(SUM(xr, n, W) / (float)n + eps);                             \
+        T *o = out + r * n;                                                                        \
+        for (int64_t j = 0; j < n; j++) o[j] = STORE(LOAD(w[j]) * ROUND(LOAD(xr[j]) * inv));      \
+    }                                                                                              \
+}
+
+/* Rotary embedding of x [B, H, T, D] (element strides xs0..xs2, unit stride along D) with cos
+ * and sin [B, T, D] (strides cs0, cs1; unit along D, the same for sin), into out [B, T, H, D]
+ * contiguous (PyTorch's layout for the product of the transposed projection). */
+#define ROPE(NAME, T, LOAD, STORE, ROUND)                                                          \
+void NAME(const T *x, int64_t B, int64_t H, int64_t Tn, int64_t D, int64_t xs0, int64_t xs1,       \
+          int64_t xs2, const T *c, const T *s, int64_t cs0, int64_t cs1, T *out) {                 \
+    const int64_t half = D / 2;                                                                    \
+    _Pragma("omp parallel for collapse(2) schedule(static) if (B * H * Tn * D >= PARALLEL_MIN)")   \
+    for (int64_t b = 0; b < B; b++)                                                                \
+        for (int64_t t = 0; t < Tn; t++) {                                                         \
+            const T *cr = c + b * cs0 + t * cs1, *sr = s + b * cs0 + t * cs1;                      \
+            for (int64_t h = 0; h < H; h++) {                                                      \
+                const T *xr = x + b * xs0 + h * xs1 + t * xs2;                                     \
+                T *o = out + ((b * Tn + t) * H + h) * D;                                           \
+                for (int64_t j = 0; j < half; j++)                                                 \
+                    o[j] = STORE(ROUND(LOAD(xr[j]) * LOAD(cr[j])) + ROUND(-LOAD(xr[j + half]) * LOAD(sr[j]))); \
+                for (int64_t j = half; j < D; j++)                                                 \
+                    o[j] = STORE(ROUND(LOAD(xr[j]) * LOAD(cr[j])) + ROUND(LOAD(xr[j - half]) * LOAD(sr[j]))); \
+            }                                                                                      \
+        }                                                                                          \
+}
+
+SUM_SQ(sum_sq_bf16, uint16_t, bf16_load)
+SUM_SQ(sum_sq_f32, float, f32_load)
+RMSNORM(rmsnorm_bf16, uint16_t, bf16_load, bf16_store, bf16_round, sum_sq_bf16)
+RMSNORM(rmsnorm_f32, float, f32_load, f32_store, f32_round, sum_sq_f32)
+ROPE(rope_bf16, uint16_t, bf16_load, bf16_store, bf16_round)
+ROPE(rope_f32, float, f32_load, f32_store, f32_round)

@@ -1,0 +1,75 @@
+"""Patch `decode-elementwise`: RMSNorm and the rotary embedding of Llama-family models in C while
+the hf backend generates, undoably.
+
+    undo = replace_elementwise(model, rms_norm, rope)
+    ...
+    undo.undo()   # instances without an instance forward again, modeling modules' functions back
+
+Replaced: the instance `forward` of each `LlamaRMSNorm` / `Qwen2RMSNorm` / `MistralRMSNorm`
+module of the model, and the module-level `apply_rotary_pos_emb` of those classes' modeling
+modules, which their attention forwards look up at call time. Both have the same source in each
+of these modules (transformers 5.24). Each new forward calls the C op (`generation/decode_ops.py`) and falls back to the original for
+inputs the op does not take (it returns None). Verified with transformers 5.24 and torch 2.13;
+outside those, nothing changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from .gate import Patch
+from .undo import Undo
+
+PATCH = Patch(
+    "decode-elementwise",
+    "transformers: instance `forward` of Llama/Qwen2/Mistral RMSNorm modules and the modeling modules' "
+    "`apply_rotary_pos_emb`, in C while `generate` runs",
+    {"torch": ">=2.13,<2.14", "transformers": ">=5.24,<5.25"},
+)
+
+FAMILIES = ("llama", "qwen2", "mistral")
+
+
+def _norm_classes() -> dict[type, Any]:
+    """{RMSNorm class: its modeling module}."""
+    import importlib
+
+    norms = {}
+    for family in FAMILIES:
+        mod = importlib.import_module(f"transformers.models.{family}.modeling_{family}")
+        prefix = {"llama": "Llama", "qwen2": "Qwen2", "mistral": "Mistral"}[family]
+        norms[getattr(mod, f"{prefix}RMSNorm")] = mod
+    return norms
+
+
+def replace_elementwise(model: Any, rms_norm: Callable[..., Any], rope: Callable[..., Any]) -> Undo:
+    """Route the model's RMSNorm and rotary steps through the given ops (each returns None for
+    inputs it does not take: the original runs then). The Undo restores everything."""
+    undo = Undo(PATCH.name)
+    if not PATCH.supported():
+        return undo
+    norms = _norm_classes()
+    modules = set()
+    for m in model.modules():
+        if "forward" in vars(m):
+            continue  # somebody else's instance forward: left alone
+        if type(m) in norms:
+            def norm_forward(x: Any, _m: Any = m) -> Any:
+                out = rms_norm(x, _m.weight, _m.variance_epsilon)
+                return type(_m).forward(_m, x) if out is None else out
+            undo.set_attr(m, "forward", norm_forward)
+            modules.add(norms[type(m)])
+            undo.targets += 1
+    for mod in modules:
+        orig = mod.apply_rotary_pos_emb
+
+        def apply_rotary_pos_emb(q: Any, k: Any, cos: Any, sin: Any, unsqueeze_dim: int = 1, _orig: Any = orig) -> Any:
+            if unsqueeze_dim == 1:
+                q2, k2 = rope(q, cos, sin), rope(k, cos, sin)
+                if q2 is not None and k2 is not None:
+                    return q2, k2
+            return _orig(q, k, cos, sin, unsqueeze_dim)
+        undo.set_attr(mod, "apply_rotary_pos_emb", apply_rotary_pos_emb)
+        undo.targets += 1
+    return undo
