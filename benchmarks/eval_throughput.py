@@ -140,10 +140,10 @@ def main() -> None:
     problems = load_problems(args.data, args.limit)
     prompts = [style.render(q, tok) for q in problems]
     n_a = min(args.baseline_limit or len(prompts), len(prompts))
-    from mathtune.generation import decode_kernel
+    from mathtune.generation import decode_kernel, decode_ops
 
     print(f"CPU: {cpu_kind()}; mathtune's C decode-attention kernel: "
-          f"{decode_kernel.describe()}", flush=True)
+          f"{decode_kernel.describe()}; C elementwise ops: {decode_ops.describe()}", flush=True)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {len(prompts)} GSM8K problems, "
           f"{args.max_new_tokens} new tokens, greedy, {dtype} ({'product pick' if args.dtype == 'auto' else 'forced'}); "
           f"baseline (a) on {n_a}", flush=True)

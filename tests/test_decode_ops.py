@@ -24,7 +24,7 @@ DTYPES = [torch.float32, torch.bfloat16]
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("n", [576, 960, 100, 17, 3])
 def test_rms_norm_has_transformers_bits(dtype, n):
-    assert decode_ops.available()
+    assert decode_ops.available() and decode_ops.describe() == "on (RMSNorm, rotary)"
     gen = torch.Generator().manual_seed(n)
     norm = ml.LlamaRMSNorm(n, eps=1e-6)
     norm.weight.data = torch.randn(n, generator=gen)
@@ -97,6 +97,7 @@ def test_switched_off_nothing_is_replaced(chaotic, monkeypatch):  # noqa: F811
     monkeypatch.setenv("MATHTUNE_DECODE_KERNEL", "0")
     decode_ops._library.cache_clear()
     try:
+        assert decode_ops.describe() == "off (MATHTUNE_DECODE_KERNEL=0)"
         with decode_ops.elementwise_in_c(model) as n:
             assert n == 0 and not any("forward" in vars(m) for m in model.modules())
     finally:

@@ -71,6 +71,17 @@ def available() -> bool:
     return _library() is not None
 
 
+def describe() -> str:
+    """One line for benchmarks and logs."""
+    from . import decode_kernel
+
+    if available():
+        return "on (RMSNorm, rotary)"
+    if decode_kernel._switch() == "0":
+        return "off (MATHTUNE_DECODE_KERNEL=0)"
+    return "off (not built or failed its probe: a C compiler with OpenMP is needed)"
+
+
 def _suffix(dtype: Any) -> str | None:
     import torch
 
