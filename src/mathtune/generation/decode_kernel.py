@@ -85,7 +85,8 @@ def _build(source: Path = SOURCE, flags: tuple[str, ...] = tuple(FLAGS)) -> Path
     from ..models.device import cpu_flags
 
     # -march=native: a library built on one CPU may not run on another sharing this home directory
-    parts = [source.read_text(), *flags, *LIBS, cc, version, platform.machine(), *sorted(cpu_flags())]
+    headers = [h.read_text() for h in sorted(source.parent.glob("*.h"))]  # included by the sources
+    parts = [source.read_text(), *headers, *flags, *LIBS, cc, version, platform.machine(), *sorted(cpu_flags())]
     key = hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
     out = cache_dir() / f"{source.stem}-{key}.so"
     if out.is_file():
