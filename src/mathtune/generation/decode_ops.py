@@ -90,8 +90,8 @@ def _suffix(dtype: Any) -> str | None:
 
 def _lanes(lib: Any) -> int:
     """The float32 lanes of ATen's sum kernel in this process (8 or 16), found by which order
-    gives torch's own bits for a float32 RMSNorm; 8 (the order measured on AVX2 and AVX-512 x86
-    builds of torch 2.13) when neither does."""
+    gives torch's own bits for a float32 RMSNorm; 8 when neither does (torch 2.13's sum took 8
+    lanes on the AMX Xeon although its CPU capability reads AVX512; 8 is also AVX2's width)."""
     import torch
     from transformers.models.llama import modeling_llama as ml
 
