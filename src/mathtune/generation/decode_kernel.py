@@ -72,7 +72,7 @@ def _compiler() -> str | None:
 
 def _build(source: Path = SOURCE, flags: tuple[str, ...] = tuple(FLAGS)) -> Path | None:
     """The shared library for this source, flags and compiler, built if missing; None on failure
-    (also builds `decode_ops`'s source, with its own flags)."""
+    (`load` builds `decode_ops`'s source with it too, with its own flags)."""
     cc = _compiler()
     if cc is None or not source.is_file():
         return None
@@ -107,6 +107,23 @@ def _build(source: Path = SOURCE, flags: tuple[str, ...] = tuple(FLAGS)) -> Path
     return out
 
 
+def load(source: Path, flags: tuple[str, ...]) -> Any:
+    """`source` built (`_build`) and loaded with ctypes after PyTorch (whose libgomp the OpenMP
+    threads then share), or None: not Linux, no compiler, a failed build or load."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import torch  # noqa: F401  (its libgomp must be loaded first)
+
+    path = _build(source, flags)
+    if path is None:
+        return None
+    try:
+        return ctypes.CDLL(str(path))
+    except OSError as e:
+        log.info("%s not loaded: %s", path.name, e)
+        return None
+
+
 def _switch() -> str:
     """`MATHTUNE_DECODE_KERNEL`: "0", "1" or "auto" (unset); anything else is one clear error."""
     switch = os.environ.get("MATHTUNE_DECODE_KERNEL", "auto").strip().lower() or "auto"
@@ -122,19 +139,12 @@ def _switch() -> str:
 def _library() -> Any:
     """The loaded, probed kernel library, or None; `lib.mathtune_dtypes` are the dtypes it takes."""
     switch = _switch()
-    if switch == "0" or not sys.platform.startswith("linux"):
+    if switch == "0":
         return None
     if switch != "1" and not why_on():
         return None  # measured to pay off with AVX2 / AVX-512 (module docstring); "1" forces it
-    import torch  # noqa: F401  (its libgomp must be loaded first: the kernel then shares its threads)
-
-    path = _build()
-    if path is None:
-        return None
-    try:
-        lib = ctypes.CDLL(str(path))
-    except OSError as e:
-        log.info("decode attention kernel not loaded: %s", e)
+    lib = load(SOURCE, tuple(FLAGS))
+    if lib is None:
         return None
     i64, ptr = ctypes.c_int64, ctypes.c_void_p
     for name in ("decode_attention_bf16", "decode_attention_f32"):

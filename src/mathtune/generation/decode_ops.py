@@ -41,21 +41,10 @@ FLAGS = ("-O3", "-march=native", "-mprefer-vector-width=512", "-fno-math-errno",
 @functools.cache
 def _library() -> Any:
     """The loaded, probed library, or None (switched off, no compiler, failed build or probe)."""
-    import sys
-
     from . import decode_kernel
 
-    if decode_kernel._switch() == "0" or not sys.platform.startswith("linux"):
-        return None
-    import torch  # noqa: F401  (its libgomp first: the ops share its threads)
-
-    path = decode_kernel._build(SOURCE, FLAGS)
-    if path is None:
-        return None
-    try:
-        lib = ctypes.CDLL(str(path))
-    except OSError as e:
-        log.info("decode ops not loaded: %s", e)
+    lib = None if decode_kernel._switch() == "0" else decode_kernel.load(SOURCE, FLAGS)
+    if lib is None:
         return None
     i64, ptr, f32 = ctypes.c_int64, ctypes.c_void_p, ctypes.c_float
     for dt in ("bf16", "f32"):

@@ -28,19 +28,15 @@ PATCH = Patch(
     {"torch": ">=2.13,<2.14", "transformers": ">=5.24,<5.25"},
 )
 
-FAMILIES = ("llama", "qwen2", "mistral")
+FAMILIES = {"llama": "Llama", "qwen2": "Qwen2", "mistral": "Mistral"}  # modeling module: class prefix
 
 
 def _norm_classes() -> dict[type, Any]:
     """{RMSNorm class: its modeling module}."""
     import importlib
 
-    norms = {}
-    for family in FAMILIES:
-        mod = importlib.import_module(f"transformers.models.{family}.modeling_{family}")
-        prefix = {"llama": "Llama", "qwen2": "Qwen2", "mistral": "Mistral"}[family]
-        norms[getattr(mod, f"{prefix}RMSNorm")] = mod
-    return norms
+    mods = {f: importlib.import_module(f"transformers.models.{f}.modeling_{f}") for f in FAMILIES}
+    return {getattr(mod, f"{FAMILIES[f]}RMSNorm"): mod for f, mod in mods.items()}
 
 
 def replace_elementwise(model: Any, rms_norm: Callable[..., Any], rope: Callable[..., Any]) -> Undo:
