@@ -293,6 +293,18 @@ def test_cpu_loss_head_handles_a_micro_batch_with_no_labelled_token(tiny_tokeniz
     add_fused_lm_head(model, outputs=("log_probs", "entropy", "is_top1"))
     assert install_cpu_loss_head(model)
     ids = torch.randint(5, 60, (1, 10), generator=torch.Generator().manual_seed(2))
+    calls = []
+    hook = model.model.register_forward_hook(lambda *a: calls.append(1))
     out = model(input_ids=ids, labels=torch.full_like(ids, -100), fused_lm_head=True)
     out.loss.backward()  # a zero loss still connected to the graph, as TRL's head gives
     assert out.loss.item() == 0.0 and not out.label_mask.any() and out.is_top1.dtype == torch.bool
+    assert out.log_probs.shape == (1, 9) and not out.log_probs.any()
+    assert calls == []  # nothing in the loss: the backbone is not run
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    assert trainable and all(p.grad is not None and p.grad.shape == p.shape and not p.grad.any() for p in trainable)
+    hook.remove()
+    model.zero_grad()
+    labels = torch.full_like(ids, -100)
+    labels[0, 5:] = ids[0, 5:]
+    model(input_ids=ids, labels=labels, fused_lm_head=True).loss.backward()
+    assert any(p.grad.any() for p in trainable)  # a labelled token: the backbone runs and learns
