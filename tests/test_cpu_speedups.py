@@ -1,4 +1,4 @@
-"""The CPU replacements for TRL's fused LM head and PEFT's LoRA dropout train like the originals."""
+"""The CPU replacement for TRL's fused LM head trains like the original."""
 
 from __future__ import annotations
 
@@ -6,12 +6,7 @@ import pytest
 import torch
 from tiny import make_tiny_model
 
-from mathtune.train.cpu_speedups import (
-    dropout_keep_mask,
-    fuse_lora_dropout,
-    install_cpu_loss_head,
-    skip_autocast_input_casts,
-)
+from mathtune.train.cpu_speedups import install_cpu_loss_head
 
 
 def _batch():
@@ -176,114 +171,6 @@ def test_a_batch_packing_cannot_reproduce_runs_padded(tiny_tokenizer):
             outs.append(model(input_ids=ids, attention_mask=mask, labels=labels, fused_lm_head=True))
     assert seen == [ids.shape]
     torch.testing.assert_close(outs[1].log_probs, outs[0].log_probs, atol=1e-5, rtol=1e-5)
-
-
-def test_keep_mask_has_the_asked_probability_in_every_quarter_of_each_random_word():
-    mask = dropout_keep_mask((512, 1001), 0.1, "cpu")
-    assert mask.shape == (512, 1001) and mask.dtype == torch.uint8
-    assert set(mask.unique().tolist()) == {0, 1}
-    flat = mask.flatten().float()
-    for part in (flat, *(flat[i::4] for i in range(4))):  # each 16-bit quarter of the int64 words
-        assert abs(part.mean().item() - 0.9) < 0.007  # 5 sigma at a quarter's size
-    assert not torch.equal(mask, dropout_keep_mask((512, 1001), 0.1, "cpu"))
-    assert dropout_keep_mask((3, 5), 0.0, "cpu").all() and not dropout_keep_mask((3, 5), 0.99999, "cpu").any()
-    rate = dropout_keep_mask((4, 100_000), 1e-3, "cpu").float().mean().item()
-    assert abs(rate - (1 - round(1e-3 * 32768) / 32768)) < 5e-4  # p quantized to 1/32768
-
-
-def test_fused_lora_dropout_gradients_equal_dropout_with_the_same_mask(tiny_tokenizer, monkeypatch, dtype):
-    from peft import LoraConfig, get_peft_model
-
-    from mathtune.train import cpu_speedups
-
-    base = make_tiny_model(tiny_tokenizer).to(torch.bfloat16 if dtype == "bf16" else torch.float32)
-    model = get_peft_model(base, LoraConfig(
-        r=4, lora_alpha=8, lora_dropout=0.3, target_modules="all-linear", task_type="CAUSAL_LM")).train()
-    assert all(p.dtype == torch.float32 for n, p in model.named_parameters() if "lora_" in n)  # PEFT upcasts
-    masks: list[torch.Tensor] = []
-    real = cpu_speedups.dropout_keep_mask
-    monkeypatch.setattr(cpu_speedups, "dropout_keep_mask", lambda *a: masks.append(real(*a)) or masks[-1])
-    assert len(fuse_lora_dropout(model)) == 2 * 7  # 2 layers x (q, k, v, o, gate, up, down)
-    with torch.no_grad():
-        for n, p in model.named_parameters():
-            if "lora_B" in n:
-                p.normal_(0, 0.1)  # B starts at zero: give the adapters something to do
-    ids, labels = _batch()
-    with _autocast(dtype):
-        loss = model(input_ids=ids, labels=labels).loss
-    loss.backward()
-    fused = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
-    assert len(masks) == 14 and all(0.6 < m.float().mean() < 0.8 for m in masks)  # kept: 1 - 0.3
-
-    # reference: PEFT's own formula, lora_B(lora_A(dropout(x))), with the masks just drawn
-    model.zero_grad()
-    replay = iter(masks)
-    for module in model.modules():
-        if hasattr(module, "mathtune_dropout"):
-            del module.forward  # the plain nn.Linear again
-            module.register_forward_pre_hook(
-                lambda m, args: (torch.where(next(replay) == 0, 0.0, args[0] / (1 - 0.3)),))
-    with _autocast(dtype):
-        loss = model(input_ids=ids, labels=labels).loss
-    loss.backward()
-    ref = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
-    assert fused.keys() == ref.keys() and len(fused) == 28
-    for n in fused:
-        assert fused[n].dtype == torch.float32, n  # fp32 adapters get fp32 gradients in both dtypes
-        torch.testing.assert_close(fused[n], ref[n], **_tolerance(dtype), msg=n)
-
-
-@pytest.mark.parametrize("dropout", [0.0, 0.3])  # PEFT's own lora_A, and the fused dropout's
-def test_adapter_inputs_skip_the_fp32_round_trip_under_autocast_with_identical_results(tiny_tokenizer, dropout):
-    """bf16 base, fp32 adapters, CPU autocast (TRL's bf16=True): without PEFT's input cast the
-    loss and every gradient are bit-identical, no adapted layer copies its input to fp32, and
-    outside autocast (generation) the cast still happens."""
-    from peft import LoraConfig, get_peft_model
-
-    model = get_peft_model(make_tiny_model(tiny_tokenizer).to(torch.bfloat16), LoraConfig(
-        r=4, lora_alpha=8, lora_dropout=dropout, target_modules="all-linear", task_type="CAUSAL_LM")).train()
-    fuse_lora_dropout(model)
-    with torch.no_grad():
-        for n, p in model.named_parameters():
-            if "lora_B" in n:
-                p.normal_(0, 0.1)
-    ids, labels = _batch()
-    casts: list[torch.dtype] = []
-    layers = [m for m in model.modules() if hasattr(m, "lora_A") and hasattr(m, "_cast_input_dtype")]
-    for m in layers:
-        real = m._cast_input_dtype
-        m._cast_input_dtype = lambda x, dt, _r=real: (casts.append(dt) if x.dtype != _r(x, dt).dtype else None) or _r(x, dt)
-
-    def step() -> tuple[torch.Tensor, dict]:
-        torch.manual_seed(0)  # the same dropout masks
-        model.zero_grad()
-        with _autocast("bf16"):
-            loss = model(input_ids=ids, labels=labels).loss
-        loss.backward()
-        return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
-
-    loss0, grads0 = step()
-    assert len(casts) == len(layers) == 14  # PEFT: every adapted layer copies its bf16 input to fp32
-    undo = skip_autocast_input_casts(model)
-    assert len(undo) == 14
-    casts.clear()
-    loss1, grads1 = step()
-    assert casts == [] and torch.equal(loss0, loss1) and grads0.keys() == grads1.keys()
-    for n in grads0:
-        assert torch.equal(grads0[n], grads1[n]), n
-    with torch.no_grad():  # no autocast: the adapters need the cast and get it
-        model.eval()(input_ids=ids)
-    assert len(casts) == 14
-    undo.undo()
-    assert all(m.cast_input_dtype_enabled and not m._forward_pre_hooks for m in layers)
-
-
-def test_no_dropout_leaves_lora_layers_alone(tiny_tokenizer):
-    from peft import LoraConfig, get_peft_model
-
-    model = get_peft_model(make_tiny_model(tiny_tokenizer), LoraConfig(
-        r=4, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM"))
-    assert len(fuse_lora_dropout(model)) == 0
 
 
 def test_cpu_loss_head_handles_a_micro_batch_with_no_labelled_token(tiny_tokenizer):

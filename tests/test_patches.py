@@ -66,8 +66,8 @@ def test_a_missing_library_or_the_env_switch_takes_the_plain_path(installed, mon
     installed("trl", None)
     assert not patches.TRL_LOSS_HEAD.supported() and not patches.TRL_LOSS_HEAD.supported()
     assert_one_plain_line(caplog, patches.TRL_LOSS_HEAD, "trl missing")
-    monkeypatch.setenv(gate.DISABLE_ENV, "growing-kv-cache, lora-dropout-in-lora-a")
-    assert not patches.GROWING_KV_CACHE.supported() and not patches.LORA_DROPOUT.supported()
+    monkeypatch.setenv(gate.DISABLE_ENV, "growing-kv-cache, lora-fused-linear")
+    assert not patches.GROWING_KV_CACHE.supported() and not patches.LORA_LINEAR.supported()
     assert patches.LINEAR_FORWARDS.supported()
     assert_one_plain_line(caplog, patches.GROWING_KV_CACHE, gate.DISABLE_ENV)
     monkeypatch.setenv(gate.DISABLE_ENV, "all")
@@ -421,7 +421,7 @@ def test_generation_on_the_plain_paths_matches_one_at_a_time_generate(tiny_token
     assert_one_plain_line(caplog, patches.GROWING_KV_CACHE, gate.DISABLE_ENV)
 
 
-# --------------------------------------------------------------------------- lora-dropout-in-lora-a
+# --------------------------------------------------------------------------- lora-fused-linear
 
 
 def _lora_model(tiny_tokenizer):
@@ -431,24 +431,24 @@ def _lora_model(tiny_tokenizer):
         r=4, lora_alpha=8, lora_dropout=0.3, target_modules="all-linear", task_type="CAUSAL_LM")).train()
 
 
-def _lora_parts(model):
-    return [(m, name) for m in model.modules() if isinstance(getattr(m, "lora_dropout", None), torch.nn.ModuleDict)
-            for name in m.lora_dropout]
+def _lora_layers(model):
+    from peft.tuners.lora.layer import Linear
+
+    return [m for m in model.modules() if isinstance(m, Linear)]
 
 
-def test_lora_dropout_stays_in_peft_outside_its_versions(installed, caplog, tiny_tokenizer):
-    from mathtune.train.cpu_speedups import fuse_lora_dropout
+def test_lora_layers_stay_peft_outside_its_versions(installed, caplog, tiny_tokenizer):
+    from mathtune.train.lora_linear import fuse_lora_layers
 
     model = _lora_model(tiny_tokenizer)
     installed("peft", "0.22.0")
-    assert len(fuse_lora_dropout(model)) == 0
-    assert all(type(m.lora_dropout[n]) is torch.nn.Dropout and "forward" not in vars(m.lora_A[n])
-               for m, n in _lora_parts(model))
-    assert_one_plain_line(caplog, patches.LORA_DROPOUT, "peft>=0.21,<0.22", "peft 0.22.0")
+    assert len(fuse_lora_layers(model)) == 0
+    assert _lora_layers(model) and all("forward" not in vars(m) for m in _lora_layers(model))
+    assert_one_plain_line(caplog, patches.LORA_LINEAR, "peft>=0.21,<0.22", "peft 0.22.0")
 
 
-def test_lora_dropout_undo_gives_back_peft_modules_and_behaviour(tiny_tokenizer):
-    from mathtune.train.cpu_speedups import fuse_lora_dropout
+def test_lora_fused_undo_gives_back_peft_modules_and_behaviour(tiny_tokenizer):
+    from mathtune.train.lora_linear import fuse_lora_layers
 
     model = _lora_model(tiny_tokenizer)
     with torch.no_grad():
@@ -456,13 +456,11 @@ def test_lora_dropout_undo_gives_back_peft_modules_and_behaviour(tiny_tokenizer)
             if "lora_B" in n:
                 p.normal_(0, 0.1, generator=torch.Generator().manual_seed(3))
     untouched = copy.deepcopy(model)
-    originals = {(id(m), n): m.lora_dropout[n] for m, n in _lora_parts(model)}
-    undo = fuse_lora_dropout(model)
-    assert len(undo) == 14 and all(type(m.lora_dropout[n]) is torch.nn.Identity for m, n in _lora_parts(model))
+    undo = fuse_lora_layers(model)
+    assert len(undo) == 14 and all("forward" in vars(m) for m in _lora_layers(model))
+    assert len(fuse_lora_layers(model)) == 0  # already fused: not twice
     undo.undo()
-    for m, n in _lora_parts(model):
-        assert m.lora_dropout[n] is originals[(id(m), n)]
-        assert "forward" not in vars(m.lora_A[n]) and not hasattr(m.lora_A[n], "mathtune_dropout")
+    assert all("forward" not in vars(m) for m in _lora_layers(model))
     assert model.state_dict().keys() == untouched.state_dict().keys()
     outs = []
     for m in (model, untouched):  # PEFT's own dropout again: the same draws from the same seed

@@ -43,10 +43,10 @@ Patches (name: verified with; what it changes; how to undo):
   `transformers.cache_utils.DynamicLayer` for the hf backend's preallocated KV cache
   (`generation/kv_cache.py`); off: plain `DynamicLayer` caches. Changes no library object:
   nothing to undo.
-- `lora-dropout-in-lora-a` (`lora_dropout.py`): peft >=0.21,<0.22. In each vanilla LoRA layer,
-  `lora_dropout[name]` becomes `nn.Identity` and `lora_A[name]` gets an instance forward applying
-  the dropout (`train/cpu_speedups.py`). Undo: the Undo `fuse_lora_dropout(model)` returns (the
-  original `nn.Dropout` objects back, lora_A's class forward back).
+- `lora-fused-linear` (`lora_linear.py`): peft >=0.21,<0.22. Each `peft.tuners.lora.layer.Linear`
+  gets an instance forward computing base product, adapter and dropout in one autograd function
+  on a CPU (`train/lora_linear.py`), PEFT's class forward for every other call. Undo: the Undo
+  `fuse_lora_layers(model)` returns (no instance forward again).
 - `trl-cpu-loss-head` (`trl_loss_head.py`): trl >=1.16,<1.17. Replaces the instance forward that
   `trl.trainer.utils.add_fused_lm_head` installed with the CPU loss head
   (`train/cpu_speedups.py`), which defers to TRL's forward for every other call. Undo: the Undo
@@ -64,13 +64,13 @@ from .elementwise import PATCH as DECODE_ELEMENTWISE
 from .gate import DISABLE_ENV, Patch
 from .growing_cache import PATCH as GROWING_KV_CACHE
 from .linear_forwards import PATCH as LINEAR_FORWARDS
-from .lora_dropout import PATCH as LORA_DROPOUT
+from .lora_linear import PATCH as LORA_LINEAR
 from .mkl_linear import PATCH as MKL_PACKED_LINEAR
 from .onednn_linear import PATCH as ONEDNN_PACKED_LINEAR
 from .trl_loss_head import PATCH as TRL_LOSS_HEAD
 from .undo import Undo
 
 PATCHES: tuple[Patch, ...] = (MKL_PACKED_LINEAR, ONEDNN_PACKED_LINEAR, LINEAR_FORWARDS, DECODE_ELEMENTWISE, DECODE,
-                              VARLEN, GROWING_KV_CACHE, LORA_DROPOUT, TRL_LOSS_HEAD)
+                              VARLEN, GROWING_KV_CACHE, LORA_LINEAR, TRL_LOSS_HEAD)
 
 __all__ = ["DISABLE_ENV", "PATCHES", "Patch", "Undo"]

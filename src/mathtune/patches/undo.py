@@ -1,6 +1,6 @@
 """The record of what one application of a patch changed, and how to put every original back.
 
-    undo = Undo("lora-dropout-in-lora-a")
+    undo = Undo("lora-fused-linear")
     undo.set_attr(layer, "forward", new_forward)      # an instance attribute, added or replaced
     undo.set_item(registry, "mathtune_varlen", fn)    # a mapping entry (registrations, ModuleDicts)
     undo.call(lambda: model.set_attn_implementation("sdpa"))

@@ -1,7 +1,7 @@
-"""CPU hot spots of LoRA SFT and GRPO under TRL 1.x, replaced by leaner equivalents.
+"""CPU hot spots of LoRA SFT and GRPO under TRL 1.x: the loss head, replaced by a leaner equivalent.
 
 A profile of a CPU LoRA step (SmolLM2-135M, LoRA on all linear layers with dropout, packed 1024-
-token rows) puts TRL's fused LM head and PEFT's LoRA dropout next to the matrix products the step
+token rows) puts TRL's fused LM head and PEFT's LoRA layers next to the matrix products the step
 really needs; `benchmarks/train_throughput.py` times whole steps with and without them.
 
 1. **Loss head.** TRL's `add_fused_lm_head` scores tokens with a Triton kernel on GPUs; elsewhere
@@ -10,24 +10,14 @@ really needs; `benchmarks/train_throughput.py` times whole steps with and withou
    the same `FusedCausalLMOutput`: per-token log-probs, entropy, top-1 hits, label mask, loss) but
    projects only the labelled positions, in token chunks, with one logsumexp per chunk; backward
    recomputes each chunk's logits (the `[tokens, vocab]` matrix is never kept), as TRL's does.
-2. **LoRA dropout.** PEFT computes `lora_B(lora_A(dropout(x)))`: `nn.Dropout` draws a float per
-   element and autograd keeps the dropped copy of `x` for every adapted layer (q, k, v, gate and
-   up each keep their own copy of the same input). `fuse_lora_dropout` turns `lora_A` into one
-   autograd function that draws 15 random bits per element, saves a 1-byte 0/1 mask instead of
-   a 4-byte copy, and recomputes `x * mask` in backward. Same distribution (keep probability
-   quantized to 1/32768), same expectation scaling `1 / (1 - p)`; it is dropout, not a different
-   regularizer.
-3. **Adapter input casts.** Under autocast (bf16 base, fp32 adapters) PEFT copies each adapted
-   layer's input to fp32 and autocast copies it back for the bf16 product;
-   `skip_autocast_input_casts` turns that round trip off for calls under autocast only, through
-   PEFT's public per-layer switch (results bit-identical; tested). Not a library patch: it sets
-   what `peft.helpers.disable_input_dtype_casting` sets, and its Undo removes the hooks.
+2. **LoRA layers** are in `train/lora_linear.py` (base product, adapter and counter-based
+   dropout in one autograd function).
 
-Putting them in place patches TRL's and PEFT's objects: that is done by the library patches
-`trl-cpu-loss-head` and `lora-dropout-in-lora-a` (`mathtune.patches`), gated on the versions
-they were verified with; both functions return the patch's `Undo`. They switch on only where
-they help (a CPU device; vanilla LoRA layers; no logit softcapping or scaling) and leave the
-library code otherwise. Tests compare losses and gradients with the library implementations.
+Putting the loss head in place patches TRL's object: that is the library patch
+`trl-cpu-loss-head` (`mathtune.patches`), gated on the versions it was verified with;
+`install_cpu_loss_head` returns the patch's `Undo`. It switches on only where it helps (a CPU
+device; no logit softcapping or scaling) and leaves TRL's code otherwise. Tests compare losses
+and gradients with TRL's implementation.
 """
 
 from __future__ import annotations
@@ -266,114 +256,3 @@ def _cpu_loss_forward(class_forward: Any, trl_forward: Any, temperature: float =
                                    is_top1=top1_full, label_mask=mask)
 
     return forward
-
-
-# --------------------------------------------------------------------------- LoRA dropout
-
-
-@functools.cache
-def _dropout_linear_fn(device_type: str = "cpu") -> Any:
-    """autograd.Function for `linear(dropout(x), A)` saving a byte mask (built on first use, one
-    per device type: `custom_fwd`/`custom_bwd` need it to replay autocast in backward)."""
-    import torch
-
-    class DropoutLinear(torch.autograd.Function):
-        # (s * (x . keep)) A^T = s * ((x . keep) A^T): the 1/(1-p) scale is applied to the
-        # rank-r side, and masking is one multiplication by the 0/1 byte mask, so each pass over
-        # x happens once (a bool mask's masked_fill or where took 4-6x as long: not vectorized).
-        # Under autocast (TRL's bf16=True on a CPU with fast bf16) the forward product runs in
-        # bf16 and grad_out arrives in bf16 while the adapter weight is fp32: custom_bwd runs
-        # backward under the forward's autocast state, so its products cast the same way
-        # (without it: "expected m1 and m2 to have the same dtype").
-        @staticmethod
-        @torch.amp.custom_fwd(device_type=device_type)
-        def forward(ctx, x, weight, p):  # type: ignore[override]
-            keep = dropout_keep_mask(x.shape, p, x.device)
-            ctx.save_for_backward(x, weight, keep)
-            ctx.scale = 1.0 / (1.0 - p)
-            return ((x * keep) @ weight.t()).mul_(ctx.scale)
-
-        @staticmethod
-        @torch.amp.custom_bwd(device_type=device_type)
-        def backward(ctx, grad_out):  # type: ignore[override]
-            x, weight, keep = ctx.saved_tensors
-            g = grad_out * ctx.scale
-            grad_x = grad_w = None
-            if ctx.needs_input_grad[0]:
-                grad_x = (g @ weight).mul_(keep)
-            if ctx.needs_input_grad[1]:
-                kept = x * keep
-                grad_w = g.reshape(-1, g.shape[-1]).t() @ kept.reshape(-1, x.shape[-1])
-            return grad_x, grad_w, None
-
-    return DropoutLinear
-
-
-def dropout_keep_mask(shape: Any, p: float, device: Any) -> Any:
-    """uint8 mask, each element 0 (dropped) with probability p quantized to 1/32768, else 1.
-
-    Four 15-bit uniform draws per 64-bit random word (`random_` fills an int64 with 63 random
-    bits: the top one of the last 16-bit quarter is always 0, so every quarter keeps its low
-    15). Then comparison by clamping in int16 and one narrowing copy: no bool tensor, whose
-    kernels are not vectorized on a CPU. Per 909 x 576 mask on 2 Zen 4 cores: 0.45 ms, against
-    0.83 ms for int32 words and a bool comparison; applying it costs 0.07 ms, against 0.23-0.28
-    for a bool mask (`benchmarks/train_throughput.py` times whole steps)."""
-    import math
-
-    import torch
-
-    n = math.prod(shape)
-    u = torch.empty((n + 3) // 4, dtype=torch.int64, device=device).random_().view(torch.int16)[:n]
-    threshold = round(p * 32768)  # u < threshold: dropped
-    if threshold > 32767:  # every draw is below it (and beyond int16)
-        return torch.zeros(shape, dtype=torch.uint8, device=device)
-    # clamp to {threshold - 1, threshold}, shift to {0, 1}: 1 where u >= threshold
-    return u.bitwise_and_(0x7FFF).clamp_(threshold - 1, threshold).sub_(threshold - 1).to(torch.uint8).view(shape)
-
-
-def _lora_a_forward(self: Any, x: Any) -> Any:
-    if self.training and self.mathtune_dropout > 0:
-        return _dropout_linear_fn(x.device.type).apply(x, self.weight, self.mathtune_dropout)
-    return type(self).forward(self, x)
-
-
-def fuse_lora_dropout(model: Any) -> Undo:
-    """Move each vanilla LoRA layer's dropout into its `lora_A` (see the module docstring) through
-    the `lora-dropout-in-lora-a` patch; `len()` of the returned Undo is how many layers changed.
-    Parameters and state-dict keys are untouched."""
-    from ..patches.lora_dropout import move_dropout_into_lora_a
-
-    return move_dropout_into_lora_a(model, _lora_a_forward)
-
-
-# --------------------------------------------------------------------------- adapter input casts
-
-
-def _cast_unless_autocast(module: Any, args: tuple) -> None:
-    import torch
-
-    x = args[0] if args else None
-    if isinstance(x, torch.Tensor):
-        module.cast_input_dtype_enabled = not torch.is_autocast_enabled(x.device.type)
-
-
-def skip_autocast_input_casts(model: Any) -> Undo:
-    """Under autocast, PEFT's LoRA layers stop casting their input to the adapter's dtype.
-
-    With a bf16 base and fp32 adapters (PEFT's `autocast_adapter_dtype`) under TRL's `bf16=True`,
-    each adapted layer copies its bf16 input to fp32 for `lora_A`, and autocast copies it back to
-    bf16 for the product: two passes over every adapted layer's input, and their two backward
-    casts, for the same bf16 product (bf16 -> fp32 -> bf16 is exact, so results are identical).
-    A forward pre-hook sets PEFT's public per-layer switch (`cast_input_dtype_enabled`, what
-    `peft.helpers.disable_input_dtype_casting` sets) to "off" for calls under autocast only:
-    outside it (a rollout's `generate`, evaluation without autocast) the cast stays, as it is
-    needed there. Vanilla LoRA layers only (DoRA and other variants compute more from `x`).
-    `len()` of the returned Undo is how many layers got the hook."""
-    undo = Undo("lora-input-cast-under-autocast")
-    for module in model.modules():
-        if hasattr(module, "lora_A") and hasattr(module, "_cast_input_dtype") and not getattr(module, "lora_variant", None):
-            # the switch as it was comes back after the hook is gone (undo runs last change first)
-            undo.set_attr(module, "cast_input_dtype_enabled", getattr(module, "cast_input_dtype_enabled", True))
-            undo.call(module.register_forward_pre_hook(_cast_unless_autocast).remove)
-            undo.targets += 1
-    return undo

@@ -303,11 +303,8 @@ def build(recipe: TrainRecipe, model: Any, tokenizer: Any, train_ds: Any, run_di
     if device == "cpu":
         from ..models import retune_callback, tune_threads
         from .attention import use_varlen_attention
-        from .cpu_speedups import (
-            fuse_lora_dropout,
-            install_cpu_loss_head,
-            skip_autocast_input_casts,
-        )
+        from .cpu_speedups import install_cpu_loss_head
+        from .lora_linear import fuse_lora_layers
 
         causal_lm = trainer.model.get_base_model() if hasattr(trainer.model, "get_base_model") else trainer.model
         # TRL scores [prompts + completions] padded to the longest of each: the loss forward runs
@@ -315,10 +312,8 @@ def build(recipe: TrainRecipe, model: Any, tokenizer: Any, train_ds: Any, run_di
         # completion tokens through the LM head, where TRL's CPU fallback projects every position
         use_varlen_attention(causal_lm)
         install_cpu_loss_head(causal_lm)
-        # PEFT's input dropout draws a float per element of every adapted layer's input: 2.7 of
-        # 15 CPU-seconds of a profiled step (SmolLM2-135M, 8 x 128 tokens); the same dropout in lora_A
-        fuse_lora_dropout(trainer.model)
-        skip_autocast_input_casts(trainer.model)  # no bf16 -> fp32 -> bf16 copy of each adapted layer's input
+        # each LoRA layer's base product, adapter and dropout in one function (train/lora_linear.py)
+        fuse_lora_layers(trainer.model)
         trainer.add_callback(retune_callback(tune_threads("train")))
     return trainer, nan_guard
 

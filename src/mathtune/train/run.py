@@ -224,16 +224,12 @@ def _build(recipe: TrainRecipe, model: Any, tokenizer: Any, train_ds: Any, eval_
     trainer = build_trainer(model, tokenizer, config, train_ds, eval_ds, cbs + extra, optimizer)
     if device == "cpu":
         from ..models import retune_callback, tune_threads
-        from .cpu_speedups import (
-            fuse_lora_dropout,
-            install_cpu_loss_head,
-            skip_autocast_input_casts,
-        )
+        from .cpu_speedups import install_cpu_loss_head
+        from .lora_linear import fuse_lora_layers
 
         patched = trainer.model  # TRL added its fused LM head to the unwrapped causal LM
         install_cpu_loss_head(_unwrapped(patched))
-        fuse_lora_dropout(patched)
-        skip_autocast_input_casts(patched)
+        fuse_lora_layers(patched)
         # threads measured now and re-measured between steps, as generation does
         trainer.add_callback(retune_callback(tune_threads("train")))
     return trainer, nan_guard
