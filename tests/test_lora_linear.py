@@ -7,7 +7,13 @@ import torch
 from tiny import make_tiny_model
 
 from mathtune.train import lora_linear
-from mathtune.train.lora_linear import _draw, dropout_add_, dropout_select, fuse_lora_layers, threshold
+from mathtune.train.lora_linear import (
+    _draw,
+    dropout_add_,
+    dropout_select,
+    fuse_lora_layers,
+    threshold,
+)
 
 
 @pytest.fixture(params=["c", "torch"])
