@@ -1,5 +1,6 @@
 """Patch `decode-elementwise`: RMSNorm and the rotary embedding of Llama-family models in C while
-the hf backend generates, undoably.
+the hf backend generates (`generation/decode_ops.py`) and while mathtune trains on a CPU
+(`train/elementwise.py`: the same ops as the forward of autograd functions), undoably.
 
     undo = replace_elementwise(model, rms_norm, rope)
     ...
@@ -24,7 +25,7 @@ from .undo import Undo
 PATCH = Patch(
     "decode-elementwise",
     "transformers: instance `forward` of Llama/Qwen2/Mistral RMSNorm modules and the modeling modules' "
-    "`apply_rotary_pos_emb`, in C while `generate` runs",
+    "`apply_rotary_pos_emb`, in C while `generate` runs and while training on a CPU",
     {"torch": ">=2.13,<2.14", "transformers": ">=5.24,<5.25"},
 )
 

@@ -304,6 +304,7 @@ def build(recipe: TrainRecipe, model: Any, tokenizer: Any, train_ds: Any, run_di
         from ..models import retune_callback, tune_threads
         from .attention import use_varlen_attention
         from .cpu_speedups import install_cpu_loss_head
+        from .elementwise import elementwise_for_training
         from .lora_linear import fuse_lora_layers
 
         causal_lm = trainer.model.get_base_model() if hasattr(trainer.model, "get_base_model") else trainer.model
@@ -314,6 +315,7 @@ def build(recipe: TrainRecipe, model: Any, tokenizer: Any, train_ds: Any, run_di
         install_cpu_loss_head(causal_lm)
         # each LoRA layer's base product, adapter and dropout in one function (train/lora_linear.py)
         fuse_lora_layers(trainer.model)
+        elementwise_for_training(trainer.model)  # RMSNorm and rotary in C (train/elementwise.py)
         trainer.add_callback(retune_callback(tune_threads("train")))
     return trainer, nan_guard
 

@@ -225,11 +225,13 @@ def _build(recipe: TrainRecipe, model: Any, tokenizer: Any, train_ds: Any, eval_
     if device == "cpu":
         from ..models import retune_callback, tune_threads
         from .cpu_speedups import install_cpu_loss_head
+        from .elementwise import elementwise_for_training
         from .lora_linear import fuse_lora_layers
 
         patched = trainer.model  # TRL added its fused LM head to the unwrapped causal LM
         install_cpu_loss_head(_unwrapped(patched))
         fuse_lora_layers(patched)
+        elementwise_for_training(patched)  # RMSNorm and rotary in C (train/elementwise.py)
         # threads measured now and re-measured between steps, as generation does
         trainer.add_callback(retune_callback(tune_threads("train")))
     return trainer, nan_guard

@@ -1,0 +1,94 @@
+"""Training's C RMSNorm and rotary embedding: transformers' forward bits, autograd's gradients."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from tiny import make_tiny_model
+
+from mathtune.generation import decode_ops
+from mathtune.train import elementwise
+
+pytestmark = pytest.mark.skipif(not decode_ops.available(), reason="no C compiler: the decode ops are off")
+
+
+@pytest.fixture(params=[torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+def dt(request):
+    return request.param
+
+
+def _tol(dt):
+    return {"atol": 1e-5, "rtol": 1e-5} if dt == torch.float32 else {"atol": 2e-2, "rtol": 2e-2}
+
+
+@pytest.mark.parametrize("weight_grad", [False, True])
+def test_rms_norm_forward_is_transformers_and_backward_is_autograds(dt, weight_grad):
+    from transformers.models.llama.modeling_llama import LlamaRMSNorm
+
+    norm = LlamaRMSNorm(96, eps=1e-5).to(dt)
+    with torch.no_grad():
+        norm.weight.normal_(1, 0.2, generator=torch.Generator().manual_seed(0))
+    norm.weight.requires_grad_(weight_grad)
+    x = torch.randn(2, 13, 96, generator=torch.Generator().manual_seed(1)).to(dt).requires_grad_(True)
+    g = torch.randn(2, 13, 96, generator=torch.Generator().manual_seed(2)).to(dt)
+    ref = norm(x)
+    ref.backward(g)
+    ref_gx, ref_gw = x.grad.clone(), None if not weight_grad else norm.weight.grad.clone()
+    x.grad = None
+    norm.weight.grad = None
+    out = elementwise.rms_norm(x, norm.weight, norm.variance_epsilon)
+    assert out is not None and out.grad_fn is not None
+    assert torch.equal(out, ref)  # the forward's bits
+    out.backward(g)
+    torch.testing.assert_close(x.grad, ref_gx, **_tol(dt))
+    if weight_grad:
+        torch.testing.assert_close(norm.weight.grad, ref_gw, **_tol(dt))
+    else:
+        assert norm.weight.grad is None
+
+
+def test_rotary_forward_is_transformers_and_backward_is_its_adjoint(dt):
+    from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
+
+    b, h, t, d = 1, 3, 11, 16
+    freqs = torch.randn(t, d // 2, generator=torch.Generator().manual_seed(3))
+    emb = torch.cat((freqs, freqs), -1)[None]  # as transformers builds it: equal halves
+    cos, sin = emb.cos().to(dt), emb.sin().to(dt)
+    proj = torch.randn(b, t, h, d, generator=torch.Generator().manual_seed(4)).to(dt)
+    g = torch.randn(b, h, t, d, generator=torch.Generator().manual_seed(5)).to(dt)
+    q = proj.transpose(1, 2).requires_grad_(True)  # [b, h, t, d] over [b, t, h, d] memory, as attention has it
+    ref, _ = apply_rotary_pos_emb(q, q, cos, sin)
+    ref.backward(g)
+    ref_g = q.grad.clone()
+    q.grad = None
+    out = elementwise.rope(q, cos, sin)
+    assert out is not None and out.grad_fn is not None and torch.equal(out, ref)
+    out.backward(g)
+    torch.testing.assert_close(q.grad, ref_g, **_tol(dt))
+    # unequal halves: declined for differentiable inputs (transformers' function runs)
+    assert elementwise.rope(q, cos, torch.randn(1, t, d).to(dt)) is None
+    assert elementwise.rope(q.detach(), cos, sin) is not None  # no grad: the plain C op
+
+
+def test_a_training_step_with_the_c_ops_matches_transformers(tiny_tokenizer):
+    """Tiny Llama, fp32, every weight trainable: the same loss bits and allclose gradients."""
+    model = make_tiny_model(tiny_tokenizer).train()
+    ids = torch.randint(5, 60, (2, 24), generator=torch.Generator().manual_seed(0))
+
+    def step():
+        loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        model.zero_grad()
+        return loss.detach(), grads
+
+    ref = step()
+    undo = elementwise.elementwise_for_training(model)
+    assert len(undo) >= 2  # the norms and the rotary function
+    got = step()
+    assert torch.equal(got[0], ref[0])
+    assert got[1].keys() == ref[1].keys()
+    for n in ref[1]:
+        torch.testing.assert_close(got[1][n], ref[1][n], atol=1e-5, rtol=1e-4, msg=n)
+    undo.undo()
+    assert all("forward" not in vars(m) for m in model.modules())
