@@ -195,3 +195,24 @@ def test_cpu_loss_head_handles_a_micro_batch_with_no_labelled_token(tiny_tokeniz
     labels[0, 5:] = ids[0, 5:]
     model(input_ids=ids, labels=labels, fused_lm_head=True).loss.backward()
     assert any(p.grad.any() for p in trainable)  # a labelled token: the backbone runs and learns
+
+
+def test_top1_follows_argmax_on_ties():
+    """Duplicate LM-head rows tie their logits: target is top-1 only where argmax (the first of a
+    tie) picks it, as TRL's `argmax == target`."""
+    from mathtune.train import cpu_speedups
+
+    g = torch.Generator().manual_seed(0)
+    weight = torch.randn(50, 8, generator=g)
+    weight[10] *= 5
+    weight[30] = weight[10]  # tokens 10 and 30 always tie, and lead where h points at them
+    weight[31] = weight[3]
+    h = torch.randn(64, 8, generator=g)
+    h[:32] = weight[10] * 4  # rows whose top-1 is the tie 10 / 30
+    targets = torch.randint(0, 50, (64,), generator=g)
+    targets[:8], targets[8:16] = 10, 30  # the first of the tie is top-1, the second is not
+    bufs = cpu_speedups._scratch(64, weight, 2)
+    logits = h @ weight.t()
+    _, _, _, top1 = cpu_speedups._chunk_stats(h, weight, targets, *bufs)
+    assert torch.equal(top1, logits.argmax(-1) == targets)
+    assert top1[:8].all() and not top1[8:16].any()

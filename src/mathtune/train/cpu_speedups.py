@@ -68,13 +68,21 @@ def _chunk_stats(h: Any, weight: Any, targets: Any, buf: Any, buf2: Any) -> tupl
     import torch
 
     s = _logits_into(buf, h, weight)
-    top1 = s.argmax(-1) == targets
     peak = s.amax(-1, keepdim=True)
     s.sub_(peak)  # shifted logits: exp cannot overflow
+    shifted = s.gather(1, targets[:, None]).squeeze(1)
+    # target == argmax: its shifted logit is 0 and no earlier one is (argmax takes the first of a
+    # tie, and bf16-born logits tie often). A pass over the few top-1 rows' prefixes instead of
+    # argmax over the chunk (16 ms of [256, 49152] on the AMX Xeon, against 2 for amax).
+    top1 = shifted == 0
+    for r in top1.nonzero().flatten().tolist():
+        t = int(targets[r])
+        if t and bool((s[r, :t] == 0).any()):
+            top1[r] = False
     p = torch.exp(s, out=buf2[: h.shape[0]])
     z = p.sum(-1)
     log_z = z.log()
-    logp = s.gather(1, targets[:, None]).squeeze(1) - log_z
+    logp = shifted - log_z
     # entropy = -sum(softmax * log_softmax) = log z - sum(exp(s) * s) / z
     entropy = log_z - p.mul_(s).sum(-1) / z
     return logp, peak.squeeze(1) + log_z, entropy, top1
