@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tiny import make_tiny_model
+from tiny import lm_step, make_tiny_model
 
 from mathtune.train import lora_linear
 from mathtune.train.lora_linear import (
@@ -156,7 +156,7 @@ def test_calls_the_fused_layer_does_not_cover_run_peft(monkeypatch):
     x = torch.randn(2, 8)
     model(x)
     assert calls == [1]
-    with layer._disable_adapters_ctx() if hasattr(layer, "_disable_adapters_ctx") else model.disable_adapter():
+    with model.disable_adapter():
         model(x)
     layer.merge()
     model(x)
@@ -184,18 +184,9 @@ def test_a_training_step_on_the_fused_layers_matches_peft(tiny_tokenizer):
             if "lora_B" in n:
                 p.normal_(0, 0.1, generator=torch.Generator().manual_seed(4))
     ids = torch.randint(5, 60, (2, 24), generator=torch.Generator().manual_seed(0))
-
-    def step():
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            loss = model(input_ids=ids, labels=ids).loss
-        loss.backward()
-        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
-        model.zero_grad()
-        return loss.detach(), grads
-
-    ref = step()
+    ref = lm_step(model, ids, autocast=True)
     assert len(fuse_lora_layers(model)) == 14
-    got = step()
+    got = lm_step(model, ids, autocast=True)
     torch.testing.assert_close(got[0], ref[0], atol=1e-2, rtol=1e-2)
     assert got[1].keys() == ref[1].keys() and len(ref[1]) == 28
     for n in ref[1]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tiny import make_tiny_model
+from tiny import lm_step, make_tiny_model
 
 from mathtune.generation import decode_ops
 from mathtune.train import elementwise
@@ -74,18 +74,10 @@ def test_a_training_step_with_the_c_ops_matches_transformers(tiny_tokenizer):
     """Tiny Llama, fp32, every weight trainable: the same loss bits and allclose gradients."""
     model = make_tiny_model(tiny_tokenizer).train()
     ids = torch.randint(5, 60, (2, 24), generator=torch.Generator().manual_seed(0))
-
-    def step():
-        loss = model(input_ids=ids, labels=ids).loss
-        loss.backward()
-        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
-        model.zero_grad()
-        return loss.detach(), grads
-
-    ref = step()
+    ref = lm_step(model, ids)
     undo = elementwise.elementwise_for_training(model)
     assert len(undo) >= 2  # the norms and the rotary function
-    got = step()
+    got = lm_step(model, ids)
     assert torch.equal(got[0], ref[0])
     assert got[1].keys() == ref[1].keys()
     for n in ref[1]:

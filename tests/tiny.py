@@ -92,3 +92,16 @@ def save_tiny_model(directory: str | Path, arch: str = "llama") -> Path:
     model.save_pretrained(directory)
     tok.save_pretrained(directory)
     return directory
+
+
+def lm_step(model, ids, autocast: bool = False):
+    """One language-modelling forward and backward on `ids` (labels = ids): (detached loss,
+    {name: gradient} of the parameters that got one); gradients are cleared afterwards."""
+    import torch
+
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        loss = model(input_ids=ids, labels=ids).loss
+    loss.backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad()
+    return loss.detach(), grads

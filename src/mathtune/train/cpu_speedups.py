@@ -273,3 +273,26 @@ def _cpu_loss_forward(class_forward: Any, trl_forward: Any, temperature: float =
                                    is_top1=top1_full, label_mask=mask)
 
     return forward
+
+
+# --------------------------------------------------------------------------- all of them
+
+
+def speed_up_cpu_trainer(trainer: Any) -> None:
+    """Everything a CPU training step gets, for every stage that trains on a CPU (sft, cpt, grpo):
+    the loss head on the PEFT-unwrapped causal LM (TRL added its fused head there), each LoRA
+    layer as one function (`train/lora_linear.py`), RMSNorm and rotary in C with their backward
+    (`train/elementwise.py`), and the thread count measured now and re-measured between steps, as
+    generation does. Each is a version-gated library patch (`mathtune.patches`); they stay in place
+    after training (their Undos are dropped: the C ops give transformers' forward bits, and every
+    replaced forward hands the calls it does not cover to the library's own code)."""
+    from ..models import retune_callback, tune_threads
+    from .elementwise import elementwise_for_training
+    from .lora_linear import fuse_lora_layers
+
+    model = trainer.model
+    install_cpu_loss_head(model.get_base_model() if hasattr(model, "get_base_model") else model)
+    fuse_lora_layers(model)
+    elementwise_for_training(model)
+    trainer.add_callback(retune_callback(tune_threads("train")))
+

@@ -36,6 +36,8 @@ from ..patches.undo import Undo
 def _functions() -> tuple[Any, Any]:
     import torch
 
+    # Both take the C op's output as `out` (computed by the caller, which needs to know whether the
+    # op declined) and return it: the function only attaches the backward to it.
     class RMSNorm(torch.autograd.Function):
         @staticmethod
         def forward(ctx, x, weight, eps, out):  # type: ignore[override]

@@ -301,22 +301,15 @@ def build(recipe: TrainRecipe, model: Any, tokenizer: Any, train_ds: Any, run_di
         cbs.insert(0, RolloutTimeCallback(rollout))
     trainer = build_grpo_trainer(model, tokenizer, config, train_ds, funcs, cbs + extra, optimizer, rollout)
     if device == "cpu":
-        from ..models import retune_callback, tune_threads
         from .attention import use_varlen_attention
-        from .cpu_speedups import install_cpu_loss_head
-        from .elementwise import elementwise_for_training
-        from .lora_linear import fuse_lora_layers
+        from .cpu_speedups import speed_up_cpu_trainer
 
         causal_lm = trainer.model.get_base_model() if hasattr(trainer.model, "get_base_model") else trainer.model
         # TRL scores [prompts + completions] padded to the longest of each: the loss forward runs
         # padding-free instead (each row's own tokens, attention per row) and projects only the
         # completion tokens through the LM head, where TRL's CPU fallback projects every position
         use_varlen_attention(causal_lm)
-        install_cpu_loss_head(causal_lm)
-        # each LoRA layer's base product, adapter and dropout in one function (train/lora_linear.py)
-        fuse_lora_layers(trainer.model)
-        elementwise_for_training(trainer.model)  # RMSNorm and rotary in C (train/elementwise.py)
-        trainer.add_callback(retune_callback(tune_threads("train")))
+        speed_up_cpu_trainer(trainer)
     return trainer, nan_guard
 
 

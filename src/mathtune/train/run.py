@@ -219,21 +219,13 @@ def _build(recipe: TrainRecipe, model: Any, tokenizer: Any, train_ds: Any, eval_
         from .attention import use_varlen_attention
 
         # padding-free rows: attention per example instead of a block-diagonal mask over the row
-        # (this and the two CPU speedups below are version-gated library patches: mathtune.patches)
+        # (this and the CPU speedups below are version-gated library patches: mathtune.patches)
         use_varlen_attention(_unwrapped(model))
     trainer = build_trainer(model, tokenizer, config, train_ds, eval_ds, cbs + extra, optimizer)
     if device == "cpu":
-        from ..models import retune_callback, tune_threads
-        from .cpu_speedups import install_cpu_loss_head
-        from .elementwise import elementwise_for_training
-        from .lora_linear import fuse_lora_layers
+        from .cpu_speedups import speed_up_cpu_trainer
 
-        patched = trainer.model  # TRL added its fused LM head to the unwrapped causal LM
-        install_cpu_loss_head(_unwrapped(patched))
-        fuse_lora_layers(patched)
-        elementwise_for_training(patched)  # RMSNorm and rotary in C (train/elementwise.py)
-        # threads measured now and re-measured between steps, as generation does
-        trainer.add_callback(retune_callback(tune_threads("train")))
+        speed_up_cpu_trainer(trainer)
     return trainer, nan_guard
 
 
