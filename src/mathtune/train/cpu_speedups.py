@@ -38,28 +38,40 @@ TOKEN_CHUNK = 256
 _buffers = threading.local()
 
 
-def _scratch(n_rows: int, weight: Any, copies: int) -> list[Any]:
-    """`copies` float32 [min(n_rows, TOKEN_CHUNK), vocab] views of this thread's kept buffers."""
+def _scratch(n_rows: int, weight: Any, copies: int, dtype: Any = None) -> list[Any]:
+    """`copies` [min(n_rows, TOKEN_CHUNK), vocab] views (float32 unless `dtype`) of this thread's
+    kept buffers."""
     import torch
 
+    dtype = dtype or torch.float32
     kept = vars(_buffers).setdefault("by_key", {})
-    key = (weight.device, weight.shape[0])
+    key = (weight.device, weight.shape[0], dtype)
     bufs = kept.get(key, [])
     while len(bufs) < copies:
-        bufs.append(torch.empty((TOKEN_CHUNK, weight.shape[0]), dtype=torch.float32, device=weight.device))
+        bufs.append(torch.empty((TOKEN_CHUNK, weight.shape[0]), dtype=dtype, device=weight.device))
     kept[key] = bufs
     rows = min(max(n_rows, 1), TOKEN_CHUNK)
     return [b[:rows] for b in bufs[:copies]]
 
 
-def _logits_into(buf: Any, h: Any, weight: Any) -> Any:
-    """`h @ weight.T` in float32, written into the first rows of `buf`."""
+def _shifted_logits_into(buf: Any, h: Any, weight: Any, shift: Any | None) -> tuple[Any, Any]:
+    """(`h @ weight.T - shift` in float32, in the first rows of `buf`; shift), where `shift`
+    [rows, 1] defaults to each row's peak logit. A product in a lower precision is written into a
+    kept buffer of its dtype, then widened: a fresh [256, 49152] bf16 output took its 25 MB of
+    pages from the kernel inside the product, and the first chunk of each pass then took 32-59 ms
+    against 12-13 ms for the next (AMX Xeon, 2 cores). (The widening copy and an in-place
+    subtraction: 2.3 ms there, against 15.3 for one mixed-dtype `torch.sub` into `out`.)"""
     import torch
 
     out = buf[: h.shape[0]]
     if h.dtype == weight.dtype == torch.float32:
-        return torch.mm(h, weight.t(), out=out)
-    return out.copy_(h @ weight.t())
+        logits = torch.mm(h, weight.t(), out=out)
+    else:
+        (kept,) = _scratch(h.shape[0], weight, 1, torch.promote_types(h.dtype, weight.dtype))
+        logits = out.copy_(torch.mm(h, weight.t(), out=kept[: h.shape[0]]))
+    if shift is None:
+        shift = logits.amax(-1, keepdim=True)
+    return logits.sub_(shift), shift
 
 
 def _chunk_stats(h: Any, weight: Any, targets: Any, buf: Any, buf2: Any) -> tuple[Any, Any, Any, Any]:
@@ -67,9 +79,7 @@ def _chunk_stats(h: Any, weight: Any, targets: Any, buf: Any, buf2: Any) -> tupl
     computed in place in the two scratch buffers."""
     import torch
 
-    s = _logits_into(buf, h, weight)
-    peak = s.amax(-1, keepdim=True)
-    s.sub_(peak)  # shifted logits: exp cannot overflow
+    s, peak = _shifted_logits_into(buf, h, weight, None)  # shifted logits: exp cannot overflow
     shifted = s.gather(1, targets[:, None]).squeeze(1)
     # target == argmax: its shifted logit is 0 and no earlier one is (argmax takes the first of a
     # tie, and bf16-born logits tie often). A pass over the few top-1 rows' prefixes instead of
@@ -121,7 +131,7 @@ def _labelled_log_probs_fn() -> Any:
             for s in _chunks(hidden.shape[0]):
                 h, t, g = hidden[s:s + TOKEN_CHUNK], targets[s:s + TOKEN_CHUNK], grad_logp[s:s + TOKEN_CHUNK]
                 # d logp / d logits = onehot(target) - softmax; scaled by the incoming gradient
-                grad_logits = _logits_into(buf, h, weight).sub_(lse[s:s + TOKEN_CHUNK, None]).exp_()
+                grad_logits = _shifted_logits_into(buf, h, weight, lse[s:s + TOKEN_CHUNK, None])[0].exp_()
                 grad_logits.mul_(-g[:, None].float())
                 grad_logits[torch.arange(len(t), device=t.device), t] += g.float()
                 grad_cast = grad_logits.to(hidden.dtype)
