@@ -50,6 +50,8 @@ def test_dropout_drops_each_element_independently_with_probability_p(backend):
         assert abs(kept.mean().item() - (1 - p)) < 5 * sigma
         both = (kept[1:] * kept[:-1]).mean().item()  # neighbours: independent
         assert abs(both - (1 - p) ** 2) < 5 * (2 * sigma)
+        q2 = (1 - p) ** 2  # elements 2j and 2j + 1 take the two halves of one hash: independent too
+        assert abs((kept[0::2] * kept[1::2]).mean().item() - q2) < 5 * (q2 * (1 - q2) / (n // 2)) ** 0.5
         cols = kept.view(1024, 1024).mean(0)  # no column (a feature) kept more than the others
         assert (cols - (1 - p)).abs().max().item() < 6 * (p * (1 - p) / 1024) ** 0.5
     a, b = (dropout_select(x, lora_linear.new_key(), threshold(0.3)) for _ in range(2))

@@ -13,12 +13,13 @@ the two products the frozen layer needs and one pass each for the dropout:
     backward: gh = g (s B) / (1 - p);  dB = s g^T h;  dA = gh^T (x . keep)
               dx = g W;  dx += (gh A) . keep           (one pass: kernels/lora_dropout.c)
 
-Dropout is counter-based: element i of a call is dropped when a hash of (i, the call's 64-bit
-key) falls below p * 2^32 (`kernels/lora_dropout.c`; `_draw` here is the same function in
+Dropout is counter-based: element i of a call is dropped when its 16-bit half of a hash of
+(i // 2, the call's 64-bit key) falls below p * 2^16 (`kernels/lora_dropout.c`; `_draw` here is
+the same function in
 PyTorch, the fallback without a compiler and the tests' reference). The key is drawn from
 PyTorch's generator, so `torch.manual_seed` makes runs repeat; backward regenerates forward's
 mask from it, so no mask and no dropped copy of `x` is kept (x itself is shared with the other
-layers reading it). Each element is dropped independently with probability p (to 2^-32), scaled
+layers reading it). Each element is dropped independently with probability p (to 2^-17), scaled
 by 1 / (1 - p): PEFT's dropout, from another random stream.
 
 Products run in the autocast dtype under autocast (bf16 on a CPU with fast bf16: the adapters are
@@ -72,8 +73,8 @@ def _probe(lib: Any) -> bool:
 
     x = torch.ones(5000, dtype=torch.float32)
     out = torch.empty_like(x)
-    lib.dropout_select_32(x.data_ptr(), out.data_ptr(), x.numel(), 12345, 678910, 1 << 31)
-    ok = torch.equal(out != 0, _draw(x.numel(), 12345, 678910) >= (1 << 31))
+    lib.dropout_select_32(x.data_ptr(), out.data_ptr(), x.numel(), 12345, 678910, 1 << 15)
+    ok = torch.equal(out != 0, _draw(x.numel(), 12345, 678910) >= (1 << 15))
     if not ok:
         log.warning("lora_dropout kernel disagrees with its reference; LoRA dropout runs in PyTorch")
     return ok
@@ -90,16 +91,18 @@ def _mix(x: Any) -> Any:
 
 
 def _draw(n: int, k1: int, k2: int, device: Any = "cpu") -> Any:
-    """The 32-bit draws of elements 0..n-1 for key (k1, k2), as int64: the C kernel's bits."""
+    """The 16-bit draws of elements 0..n-1 for key (k1, k2), as int64: the C kernel's bits
+    (element i takes the low (i even) or high (i odd) half of pair i // 2's 32-bit hash)."""
     import torch
 
-    i = torch.arange(n, dtype=torch.int64, device=device)
-    return _mix((_mix(i ^ k1) + k2) & 0xFFFFFFFF)
+    j = torch.arange((n + 1) // 2, dtype=torch.int64, device=device)
+    d = _mix((_mix(j ^ k1) + k2) & 0xFFFFFFFF)
+    return torch.stack((d & 0xFFFF, d >> 16), 1).flatten()[:n]
 
 
 def threshold(p: float) -> int:
-    """Draws below this are dropped: round(p * 2^32), for 0 <= p < 1."""
-    return min(round(p * 2**32), 2**32 - 1)
+    """Draws below this are dropped: round(p * 2^16), for 0 <= p < 1."""
+    return min(round(p * 2**16), 2**16 - 1)
 
 
 def new_key() -> tuple[int, int]:
