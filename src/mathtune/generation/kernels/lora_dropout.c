@@ -51,31 +51,22 @@ static inline int kept(int64_t i, uint32_t k1, uint32_t k2, uint32_t thr) {
 typedef uint32_t pair16 __attribute__((aligned(2), may_alias));
 typedef uint64_t pair32 __attribute__((aligned(4), may_alias));
 
-void dropout_select_16(const uint16_t *x, uint16_t *out, int64_t n, uint32_t k1, uint32_t k2, uint32_t thr) {
-    const pair16 *xp = (const pair16 *)x;
-    pair16 *op = (pair16 *)out;
-#pragma omp parallel for schedule(static)
-    for (int64_t b = 0; b < n / 2; b += BLOCK / 2) {
-        int64_t e = b + BLOCK / 2 < n / 2 ? b + BLOCK / 2 : n / 2;
-        for (int64_t j = b; j < e; j++)
-            op[j] = xp[j] & keep16(draw((uint32_t)j, k1, k2), thr);
-    }
-    if (n & 1)
-        out[n - 1] = kept(n - 1, k1, k2, thr) ? x[n - 1] : 0;
+/* select for 16- and 32-bit elements: each pair of elements read and masked as one word */
+#define SELECT(NAME, T, PAIR, KEEP)                                                                 \
+void NAME(const T *x, T *out, int64_t n, uint32_t k1, uint32_t k2, uint32_t thr) {                 \
+    const PAIR *xp = (const PAIR *)x;                                                               \
+    PAIR *op = (PAIR *)out;                                                                         \
+    _Pragma("omp parallel for schedule(static)")                                                    \
+    for (int64_t b = 0; b < n / 2; b += BLOCK / 2) {                                                \
+        int64_t e = b + BLOCK / 2 < n / 2 ? b + BLOCK / 2 : n / 2;                                  \
+        for (int64_t j = b; j < e; j++)                                                             \
+            op[j] = xp[j] & KEEP(draw((uint32_t)j, k1, k2), thr);                                   \
+    }                                                                                               \
+    if (n & 1)                                                                                      \
+        out[n - 1] = kept(n - 1, k1, k2, thr) ? x[n - 1] : 0;                                       \
 }
-
-void dropout_select_32(const uint32_t *x, uint32_t *out, int64_t n, uint32_t k1, uint32_t k2, uint32_t thr) {
-    const pair32 *xp = (const pair32 *)x;
-    pair32 *op = (pair32 *)out;
-#pragma omp parallel for schedule(static)
-    for (int64_t b = 0; b < n / 2; b += BLOCK / 2) {
-        int64_t e = b + BLOCK / 2 < n / 2 ? b + BLOCK / 2 : n / 2;
-        for (int64_t j = b; j < e; j++)
-            op[j] = xp[j] & keep32(draw((uint32_t)j, k1, k2), thr);
-    }
-    if (n & 1)
-        out[n - 1] = kept(n - 1, k1, k2, thr) ? x[n - 1] : 0;
-}
+SELECT(dropout_select_16, uint16_t, pair16, keep16)
+SELECT(dropout_select_32, uint32_t, pair32, keep32)
 
 static inline float f32_of(uint32_t u) { union { uint32_t u; float f; } v = {u}; return v.f; }
 static inline uint32_t bits_of(float f) { union { float f; uint32_t u; } v = {f}; return v.u; }
