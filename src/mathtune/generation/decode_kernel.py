@@ -35,7 +35,7 @@ On AVX2 without AVX-512 the float32 path has its own task (8 keys scored at a ti
 horizontal-add tree, value chunks sized to the 16 registers): on an AVX2-only AMD EPYC (Zen 3, 2
 cores, the model in float32 as `pick_dtype` picks there), per layer at batch 64, 3 key/value
 heads of 64, every column read: 0.90 / 2.61 / 5.78 ms at 200 / 400 / 800 columns against SDPA's
-2.56 / 4.95 / 9.92 (2.8x / 1.9x / 1.7x; 14-22 GB/s of K/V); the 16-lane task it replaced ran at
+2.56 / 4.95 / 9.92 (2.8x / 1.9x / 1.7x; 14-22 GB/s of K/V; 1.3-1.9x in a busier hour of that day); the 16-lane task it replaced ran at
 5.7 GB/s, 0.77x SDPA. The whole hf backend, 64 GSM8K problems (256 tokens), one harness: 113.6 s
 with the 16-lane task, 84.2 s with this one (1.35x), the same text on all 64 (on 2026-12-02 the
 16-lane task had been 1.16x SDPA with row blocks end to end, from skipping the left padding). Elsewhere (no AVX2, not x86) it stays off unless

@@ -305,8 +305,8 @@ DP_TASKS(4)
  * each key's 8-lane partial products summed with the other 7 keys' in one horizontal-add tree
  * (9 instructions for 8 scores), the queries read from L1 as memory operands; values in chunks of
  * the head dim small enough that the G chunk accumulators, the broadcast probabilities and a value
- * register fit the 16 registers. A block of 8 keys with every key masked is skipped, one with some
- * masked takes the per-key path, so masked keys are never read. */
+ * register fit the 16 registers. A block of 8 keys with some key masked takes the per-key path,
+ * so masked keys are never read. */
 #if defined(__AVX2__) && defined(__FMA__) && !defined(__AVX512F__)
 #include <immintrin.h>
 #define HAVE_AVX2_F32 1
@@ -324,6 +324,13 @@ static inline float hsum8(__m256 v) {
     return _mm_cvtss_f32(x);
 }
 
+/* key row kj against the scaled query qg: the 8 lane partials of their dot product */
+static inline __m256 qk_partials(const float *qg, const float *kj, const int NV) {
+    __m256 acc = _mm256_mul_ps(_mm256_loadu_ps(qg), _mm256_loadu_ps(kj));
+    for (int n = 1; n < NV; n++) acc = _mm256_fmadd_ps(_mm256_loadu_ps(qg + 8 * n), _mm256_loadu_ps(kj + 8 * n), acc);
+    return acc;
+}
+
 static inline __attribute__((always_inline)) void task_avx2(TASK_ARGS(float), const int GN, const int NV, const int NC) {
     (void)G; (void)D; /* GN, 8 * NV and the value chunk NC, as compile-time constants */
     float *s = scratch, *qf = s + GN * L;
@@ -331,39 +338,20 @@ static inline __attribute__((always_inline)) void task_avx2(TASK_ARGS(float), co
         for (int i = 0; i < 8 * NV; i++) qf[g * 8 * NV + i] = q[g * qsH + i] * scale;
     const uint64_t ALL = 0x0101010101010101ULL;
     for (int64_t j = 0; j < L; j += 8) {
+        const int full = j + 8 <= L; /* a block of 8 keys, else the tail (per key) */
         uint64_t mb = ALL;
-        if (j + 8 > L) mb = 0; /* the tail: per key */
-        else if (m) memcpy(&mb, m + j, 8);
-        if (mb == ALL) {
+        if (full && m) memcpy(&mb, m + j, 8);
+        if (full && mb == ALL) {
             for (int g = 0; g < GN; g++) {
                 __m256 a[8];
-                for (int r = 0; r < 8; r++) {
-                    __m256 acc = _mm256_mul_ps(_mm256_loadu_ps(qf + g * 8 * NV), _mm256_loadu_ps(kb + (j + r) * ksL));
-                    for (int n = 1; n < NV; n++)
-                        acc = _mm256_fmadd_ps(_mm256_loadu_ps(qf + g * 8 * NV + 8 * n), _mm256_loadu_ps(kb + (j + r) * ksL + 8 * n), acc);
-                    a[r] = acc;
-                }
+                for (int r = 0; r < 8; r++) a[r] = qk_partials(qf + g * 8 * NV, kb + (j + r) * ksL, NV);
                 _mm256_storeu_ps(s + g * L + j, reduce8(a));
             }
             continue;
         }
-        if (m && j + 8 <= L && mb == 0) {
+        for (int64_t jj = j; jj < j + 8 && jj < L; jj++) /* some keys masked, or the tail */
             for (int g = 0; g < GN; g++)
-                for (int r = 0; r < 8; r++) s[g * L + j + r] = MASKED;
-            continue;
-        }
-        for (int64_t jj = j; jj < j + 8 && jj < L; jj++) {
-            if (m && !m[jj]) {
-                for (int g = 0; g < GN; g++) s[g * L + jj] = MASKED;
-                continue;
-            }
-            for (int g = 0; g < GN; g++) {
-                __m256 acc = _mm256_mul_ps(_mm256_loadu_ps(qf + g * 8 * NV), _mm256_loadu_ps(kb + jj * ksL));
-                for (int n = 1; n < NV; n++)
-                    acc = _mm256_fmadd_ps(_mm256_loadu_ps(qf + g * 8 * NV + 8 * n), _mm256_loadu_ps(kb + jj * ksL + 8 * n), acc);
-                s[g * L + jj] = hsum8(acc);
-            }
-        }
+                s[g * L + jj] = m && !m[jj] ? MASKED : hsum8(qk_partials(qf + g * 8 * NV, kb + jj * ksL, NV));
     }
     float inv[GN];
     softmax_rows(s, GN, L, inv);
@@ -378,16 +366,14 @@ static inline __attribute__((always_inline)) void task_avx2(TASK_ARGS(float), co
             __m256 p[GN];
             for (int g = 0; g < GN; g++) p[g] = _mm256_broadcast_ss(s + g * L + j);
             const float *vj = vb + j * vsL + 8 * c0;
-            for (int c = 0; c < NC; c++) {
-                if (c >= nc) break;
+            for (int c = 0; c < nc; c++) {
                 const __m256 vv = _mm256_loadu_ps(vj + 8 * c);
                 for (int g = 0; g < GN; g++) acc[g][c] = _mm256_fmadd_ps(p[g], vv, acc[g][c]);
             }
         }
         for (int g = 0; g < GN; g++) {
             const __m256 f = _mm256_set1_ps(inv[g]);
-            for (int c = 0; c < NC; c++)
-                if (c < nc) _mm256_storeu_ps(o + g * osH + 8 * (c0 + c), _mm256_mul_ps(acc[g][c], f));
+            for (int c = 0; c < nc; c++) _mm256_storeu_ps(o + g * osH + 8 * (c0 + c), _mm256_mul_ps(acc[g][c], f));
         }
     }
 }
@@ -442,16 +428,12 @@ int NAME(const T *q, const T *k, const T *v, const uint8_t *mask, T *out,       
 }
 
 #if HAVE_BF16DP
-#define DP_TABLE(NZ) {task_bf16dp_1_##NZ, task_bf16dp_2_##NZ, task_bf16dp_3_##NZ, task_bf16dp_4_##NZ,      \
-                      task_bf16dp_5_##NZ, task_bf16dp_6_##NZ, task_bf16dp_7_##NZ, task_bf16dp_8_##NZ}
-#define BF16_TABLES {DP_TABLE(2), DP_TABLE(4)}
+#define BF16_TABLES {TABLE(bf16dp, 2), TABLE(bf16dp, 4)}
 #else
 #define BF16_TABLES {TABLE(uint16_t, 4), TABLE(uint16_t, 8)}
 #endif
 #if HAVE_AVX2_F32
-#define AVX2_TABLE(NV) {task_avx2_1_##NV, task_avx2_2_##NV, task_avx2_3_##NV, task_avx2_4_##NV,        \
-                        task_avx2_5_##NV, task_avx2_6_##NV, task_avx2_7_##NV, task_avx2_8_##NV}
-#define F32_TABLES {AVX2_TABLE(8), AVX2_TABLE(16)}
+#define F32_TABLES {TABLE(avx2, 8), TABLE(avx2, 16)}
 #else
 #define F32_TABLES {TABLE(float, 4), TABLE(float, 8)}
 #endif

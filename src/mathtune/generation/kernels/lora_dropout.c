@@ -72,14 +72,14 @@ static inline float f32_of(uint32_t u) { union { uint32_t u; float f; } v = {u};
 static inline uint32_t bits_of(float f) { union { float f; uint32_t u; } v = {f}; return v.u; }
 
 void dropout_add_f32(float *acc, const float *t, int64_t n, uint32_t k1, uint32_t k2, uint32_t thr) {
-    const uint32_t *tb = (const uint32_t *)t;
+    const pair32 *tp = (const pair32 *)t;
 #pragma omp parallel for schedule(static)
     for (int64_t b = 0; b < n / 2; b += BLOCK / 2) {
         int64_t e = b + BLOCK / 2 < n / 2 ? b + BLOCK / 2 : n / 2;
         for (int64_t j = b; j < e; j++) {
-            uint32_t d = draw((uint32_t)j, k1, k2);
-            acc[2 * j] += f32_of(tb[2 * j] & ((d & 0xFFFFU) >= thr ? 0xFFFFFFFFU : 0U));
-            acc[2 * j + 1] += f32_of(tb[2 * j + 1] & ((d >> 16) >= thr ? 0xFFFFFFFFU : 0U));
+            const uint64_t t2 = tp[j] & keep32(draw((uint32_t)j, k1, k2), thr);
+            acc[2 * j] += f32_of((uint32_t)t2);
+            acc[2 * j + 1] += f32_of((uint32_t)(t2 >> 32));
         }
     }
     if (n & 1)
