@@ -28,7 +28,9 @@ def _tolerance(dtype: str) -> dict:
 
 
 @pytest.mark.parametrize("chunk", [256, 5])  # one chunk; several, the last one partial
-def test_cpu_loss_head_matches_trl_fused_head_in_loss_metrics_and_gradients(tiny_tokenizer, monkeypatch, chunk, dtype):
+@pytest.mark.parametrize("frozen_head", [False, True])  # True: LoRA's case, d logp / d h computed in forward
+def test_cpu_loss_head_matches_trl_fused_head_in_loss_metrics_and_gradients(tiny_tokenizer, monkeypatch, chunk, dtype,
+                                                                              frozen_head):
     from trl.trainer.utils import add_fused_lm_head
 
     from mathtune.train import cpu_speedups
@@ -39,6 +41,7 @@ def test_cpu_loss_head_matches_trl_fused_head_in_loss_metrics_and_gradients(tiny
     for ours in (False, True):
         model = make_tiny_model(tiny_tokenizer).train().to(torch.bfloat16 if dtype == "bf16" else torch.float32)
         add_fused_lm_head(model, outputs=("log_probs", "entropy", "is_top1"))
+        model.get_output_embeddings().weight.requires_grad_(not frozen_head)  # (tied: the embeddings too)
         if ours:
             assert install_cpu_loss_head(model)
         with _autocast(dtype):
@@ -56,7 +59,11 @@ def test_cpu_loss_head_matches_trl_fused_head_in_loss_metrics_and_gradients(tiny
         assert torch.equal(got.is_top1, ref.is_top1)
     assert g_got.dtype == g_ref.dtype
     torch.testing.assert_close(g_got.float(), g_ref.float(), **_tolerance(dtype))
-    assert model.get_output_embeddings().weight.grad.abs().sum() > 0  # the (tied) head's gradient flows too
+    head_grad = model.get_output_embeddings().weight.grad
+    if frozen_head:
+        assert head_grad is None
+    else:
+        assert head_grad.abs().sum() > 0  # the (tied) head's gradient flows too
     # and the plain forward (generation, eval) is the model's own
     with torch.no_grad():
         plain = model(input_ids=ids).logits
@@ -213,6 +220,6 @@ def test_top1_follows_argmax_on_ties():
     targets[:8], targets[8:16] = 10, 30  # the first of the tie is top-1, the second is not
     bufs = cpu_speedups._scratch(64, weight, 2)
     logits = h @ weight.t()
-    _, _, _, top1 = cpu_speedups._chunk_stats(h, weight, targets, *bufs)
+    _, _, _, top1, _ = cpu_speedups._chunk_stats(h, weight, targets, *bufs)
     assert torch.equal(top1, logits.argmax(-1) == targets)
     assert top1[:8].all() and not top1[8:16].any()

@@ -74,9 +74,11 @@ def _shifted_logits_into(buf: Any, h: Any, weight: Any, shift: Any | None) -> tu
     return logits.sub_(shift), shift
 
 
-def _chunk_stats(h: Any, weight: Any, targets: Any, buf: Any, buf2: Any) -> tuple[Any, Any, Any, Any]:
-    """(log-prob of each target, logsumexp, entropy, target is top-1) for one chunk of rows,
-    computed in place in the two scratch buffers."""
+def _chunk_stats(h: Any, weight: Any, targets: Any, buf: Any, buf2: Any,
+                 want_dh: bool = False) -> tuple[Any, Any, Any, Any, Any]:
+    """(log-prob of each target, logsumexp, entropy, target is top-1, d logp / d h or None) for one
+    chunk of rows, computed in place in the two scratch buffers. With `want_dh`, each row's
+    gradient of its log-prob by its hidden state, (onehot(target) - softmax) @ W, in h's dtype."""
     import torch
 
     s, peak = _shifted_logits_into(buf, h, weight, None)  # shifted logits: exp cannot overflow
@@ -93,9 +95,17 @@ def _chunk_stats(h: Any, weight: Any, targets: Any, buf: Any, buf2: Any) -> tupl
     z = p.sum(-1)
     log_z = z.log()
     logp = shifted - log_z
-    # entropy = -sum(softmax * log_softmax) = log z - sum(exp(s) * s) / z
-    entropy = log_z - p.mul_(s).sum(-1) / z
-    return logp, peak.squeeze(1) + log_z, entropy, top1
+    # entropy = -sum(softmax * log_softmax) = log z - sum(exp(s) * s) / z (row dots: no temporary)
+    entropy = log_z - torch.bmm(p[:, None], s[:, :, None]).flatten() / z
+    dh = None
+    if want_dh:  # onehot - softmax in float32 (1 - p of a confident target survives the cast), @ W
+        grad = p.mul_((-1.0 / z)[:, None])
+        grad[torch.arange(len(targets), device=grad.device), targets] += 1.0
+        if grad.dtype != h.dtype:
+            (kept,) = _scratch(h.shape[0], weight, 1, h.dtype)
+            grad = kept[: h.shape[0]].copy_(grad)
+        dh = grad @ weight
+    return logp, peak.squeeze(1) + log_z, entropy, top1, dh
 
 
 def _chunks(n: int) -> range:
@@ -109,19 +119,35 @@ def _labelled_log_probs_fn() -> Any:
     import torch
 
     class LabelledLogProbs(torch.autograd.Function):
+        """Only the log-probs carry a gradient (entropy and top-1 are metrics). With a frozen head
+        (LoRA) each row's d logp / d h is computed in forward, from the probabilities it already
+        has, and backward scales it by the incoming gradient: the [rows, vocab] logits are never
+        recomputed (one [256, 49152] product and its exp fewer per chunk). A trained head (full
+        fine-tuning) needs the logits again for its weight gradient: backward recomputes them."""
+
         @staticmethod
         def forward(ctx, hidden, weight, targets):  # type: ignore[override]
+            want_dh = ctx.needs_input_grad[0] and not ctx.needs_input_grad[1]
             with torch.no_grad():
                 bufs = _scratch(hidden.shape[0], weight, 2)
-                per_chunk = [_chunk_stats(hidden[s:s + TOKEN_CHUNK], weight, targets[s:s + TOKEN_CHUNK], *bufs)
-                             for s in _chunks(hidden.shape[0])]
-            logp, lse, entropy, top1 = (torch.cat(parts) for parts in zip(*per_chunk, strict=True))
-            ctx.save_for_backward(hidden, weight, targets, lse)
+                per_chunk = [_chunk_stats(hidden[s:s + TOKEN_CHUNK], weight, targets[s:s + TOKEN_CHUNK], *bufs,
+                                          want_dh=want_dh) for s in _chunks(hidden.shape[0])]
+            logp, lse, entropy, top1 = (torch.cat(parts) for parts in list(zip(*per_chunk, strict=True))[:4])
+            if want_dh:
+                ctx.save_for_backward(torch.cat([c[4] for c in per_chunk]))
+            else:
+                ctx.save_for_backward(hidden, weight, targets, lse)
+            ctx.want_dh = want_dh
             ctx.mark_non_differentiable(entropy, top1)
             return logp, entropy, top1
 
         @staticmethod
         def backward(ctx, grad_logp, *_):  # type: ignore[override]
+            if ctx.want_dh:
+                (dh,) = ctx.saved_tensors
+                if grad_logp is None:
+                    return torch.zeros_like(dh), None, None
+                return (dh.float() * grad_logp.float()[:, None]).to(dh.dtype), None, None
             hidden, weight, targets, lse = ctx.saved_tensors
             grad_h = torch.zeros_like(hidden) if ctx.needs_input_grad[0] else None
             grad_w = torch.zeros_like(weight, dtype=torch.float32) if ctx.needs_input_grad[1] else None
