@@ -8,8 +8,10 @@ really needs; `benchmarks/train_throughput.py` times whole steps with and withou
    it scores *every* position (prompt tokens too) through a tile-by-tile torch fallback with many
    elementwise passes. `install_cpu_loss_head` keeps TRL's interface (`fused_lm_head=True` returns
    the same `FusedCausalLMOutput`: per-token log-probs, entropy, top-1 hits, label mask, loss) but
-   projects only the labelled positions, in token chunks, with one logsumexp per chunk; backward
-   recomputes each chunk's logits (the `[tokens, vocab]` matrix is never kept), as TRL's does.
+   projects only the labelled positions, in token chunks, with one logsumexp per chunk; the
+   `[tokens, vocab]` matrix is never kept: with a frozen head (LoRA) forward computes each row's
+   d logp / d h from the probabilities it has, otherwise backward recomputes each chunk's
+   logits, as TRL's does.
 2. **LoRA layers** are in `train/lora_linear.py` (base product, adapter and counter-based
    dropout in one autograd function).
 
