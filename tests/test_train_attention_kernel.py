@@ -85,3 +85,21 @@ def test_kernel_switch_off_keeps_sdpa(monkeypatch):
         assert attention._kernel() is None
     finally:
         attention._kernel.cache_clear()
+
+
+@needs_kernel
+def test_first_use_inside_activation_checkpointing():
+    """The kernel is built and probed on first use, inside a training forward: under activation
+    checkpointing the probe's own saved tensors must not count (the recompute, with the kernel
+    cached, would save fewer and fail the count check)."""
+    from torch.utils.checkpoint import checkpoint
+
+    q, k, v, _ = _inputs([40], 4, 2, 64, torch.float32, False)
+    attention._kernel.cache_clear()
+    try:
+        out = checkpoint(lambda a, b, c: attention._sdpa(a, b, c, 0.0, None, True, is_causal=True) * 2, q, k, v,
+                         use_reentrant=False)
+        out.sum().backward()
+    finally:
+        attention._kernel.cache_clear()
+    assert q.grad is not None and k.grad.abs().sum() > 0
