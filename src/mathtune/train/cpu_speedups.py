@@ -97,16 +97,15 @@ def _chunk_stats(h: Any, weight: Any, targets: Any, buf: Any, buf2: Any,
     z = p.sum(-1)
     log_z = z.log()
     logp = shifted - log_z
-    # entropy = -sum(softmax * log_softmax) = log z - sum(exp(s) * s) / z (row dots: no temporary)
-    entropy = log_z - torch.bmm(p[:, None], s[:, :, None]).flatten() / z
-    dh = None
-    if want_dh:  # onehot - softmax in float32 (1 - p of a confident target survives the cast), @ W
-        grad = p.mul_((-1.0 / z)[:, None])
-        grad[torch.arange(len(targets), device=grad.device), targets] += 1.0
-        if grad.dtype != h.dtype:
-            (kept,) = _scratch(h.shape[0], weight, 1, h.dtype)
-            grad = kept[: h.shape[0]].copy_(grad)
-        dh = grad @ weight
+    # entropy = -sum(softmax * log_softmax) = log z - sum(exp(s) * s) / z, in place in p's buffer
+    if not want_dh:
+        return logp, peak.squeeze(1) + log_z, log_z - p.mul_(s).sum(-1) / z, top1, None
+    # onehot - softmax in float32 (1 - p of a confident target survives the cast), @ W
+    grad = p.mul_((-1.0 / z)[:, None])
+    grad[torch.arange(len(targets), device=grad.device), targets] += 1.0
+    dh = (grad if grad.dtype == h.dtype else _scratch(h.shape[0], weight, 1, h.dtype)[0].copy_(grad)) @ weight
+    # sum(grad * s) = s[target] - sum(exp(s) * s) / z, so entropy = log z - s[target] + sum(grad * s)
+    entropy = log_z - shifted + grad.mul_(s).sum(-1)
     return logp, peak.squeeze(1) + log_z, entropy, top1, dh
 
 
