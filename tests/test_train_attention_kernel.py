@@ -8,8 +8,20 @@ import torch
 
 from mathtune.train import attention
 
-needs_kernel = pytest.mark.skipif(attention._kernel() is None,
-                                  reason="no AVX-512 CPU or C compiler: training attention stays SDPA here")
+
+@pytest.fixture
+def kernel(monkeypatch):
+    """The kernel forced on (`MATHTUNE_DECODE_KERNEL=1`: it is on by default only with AVX-512, but
+    its C is plain vector code that runs on any x86), so it is tested on every machine with a C
+    compiler; skipped only without one."""
+    monkeypatch.setenv("MATHTUNE_DECODE_KERNEL", "1")
+    attention._kernel.cache_clear()
+    lib = attention._kernel()
+    if lib is None:
+        attention._kernel.cache_clear()
+        pytest.skip("no C compiler with OpenMP: training attention stays SDPA here")
+    yield lib
+    attention._kernel.cache_clear()
 
 
 def _inputs(lengths, heads, kv_heads, dim, dtype, transposed, seed=0):
@@ -35,7 +47,7 @@ def _run(q, k, v, pos, go, module):
     return [out.detach(), *(t.grad.clone() for t in (q, k, v))]
 
 
-@needs_kernel
+@pytest.mark.usefixtures("kernel")
 @pytest.mark.parametrize(("lengths", "heads", "kv_heads", "dim", "transposed"), [
     ([37], 9, 3, 64, False),              # grouped-query, a length off the 16-key tiles
     ([1, 16, 130, 5], 4, 4, 64, True),    # several examples in one row, one of a single token
@@ -48,7 +60,7 @@ def test_kernel_matches_sdpa_in_outputs_and_gradients(monkeypatch, dtype, length
     q, k, v, pos = _inputs(lengths, heads, kv_heads, dim, dt, transposed)
     go = torch.randn(1, sum(lengths), heads, dim, generator=torch.Generator().manual_seed(1)).to(dt)
     got = _run(q, k, v, pos, go, module)
-    monkeypatch.setattr(attention, "_kernel", lambda: None)  # SDPA, as without the kernel
+    monkeypatch.setattr(attention, "_kernel_applies", lambda *_: False)  # SDPA, as without the kernel
     want = _run(q, k, v, pos, go, module)
     # float64 SDPA on the same inputs: the truth both are measured against
     q64, k64, v64 = (t.detach().double().requires_grad_() for t in (q, k, v))
@@ -62,7 +74,7 @@ def test_kernel_matches_sdpa_in_outputs_and_gradients(monkeypatch, dtype, length
             assert err_kernel <= err_sdpa + 2**-7 * e.abs().max().item()
 
 
-@needs_kernel
+@pytest.mark.usefixtures("kernel")
 def test_training_attention_goes_through_the_kernel(monkeypatch):
     """Where it applies (causal, no mask, no dropout, head dim 64/128, one example), `_sdpa` runs
     the kernel; a masked call (GRPO's prompt branches) stays SDPA."""
@@ -87,7 +99,7 @@ def test_kernel_switch_off_keeps_sdpa(monkeypatch):
         attention._kernel.cache_clear()
 
 
-@needs_kernel
+@pytest.mark.usefixtures("kernel")
 def test_first_use_inside_activation_checkpointing():
     """The kernel is built and probed on first use, inside a training forward: under activation
     checkpointing the probe's own saved tensors must not count (the recompute, with the kernel
@@ -95,11 +107,9 @@ def test_first_use_inside_activation_checkpointing():
     from torch.utils.checkpoint import checkpoint
 
     q, k, v, _ = _inputs([40], 4, 2, 64, torch.float32, False)
-    attention._kernel.cache_clear()
-    try:
-        out = checkpoint(lambda a, b, c: attention._sdpa(a, b, c, 0.0, None, True, is_causal=True) * 2, q, k, v,
-                         use_reentrant=False)
-        out.sum().backward()
-    finally:
-        attention._kernel.cache_clear()
+    attention._kernel.cache_clear()  # (the fixture's env stays: the first call below builds and probes)
+    out = checkpoint(lambda a, b, c: attention._sdpa(a, b, c, 0.0, None, True, is_causal=True) * 2, q, k, v,
+                     use_reentrant=False)
+    out.sum().backward()
+    assert attention._kernel() is not None
     assert q.grad is not None and k.grad.abs().sum() > 0
