@@ -280,13 +280,18 @@ def _kernel_function() -> Any:
     return CausalAttention
 
 
+# The backward's per-thread dq partials (threads x heads x L x D floats) above this many bytes:
+# SDPA instead (a 7B model's 32 heads of 128 at 4,096 tokens on 16 threads would need 1 GB).
+KERNEL_MAX_PARTIALS = 256 << 20
+
+
 def _kernel_applies(q: Any, k: Any, v: Any, dropout: float, is_causal: bool, attn_mask: Any) -> bool:
     import torch
 
     return (is_causal and attn_mask is None and not dropout and q.device.type == "cpu" and q.shape[0] == 1
             and q.dtype in (torch.bfloat16, torch.float32) and k.dtype == v.dtype == q.dtype
             and q.shape[-1] in (64, 128) and q.shape[1] % k.shape[1] == 0 and q.shape[2] == k.shape[2]
-            and _kernel() is not None)
+            and 4 * torch.get_num_threads() * q[0].numel() <= KERNEL_MAX_PARTIALS and _kernel() is not None)
 
 
 def _sdpa(q: Any, k: Any, v: Any, dropout: float, scaling: float | None, gqa: bool, *,
