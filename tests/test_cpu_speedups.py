@@ -180,11 +180,13 @@ def test_a_batch_packing_cannot_reproduce_runs_padded(tiny_tokenizer):
     torch.testing.assert_close(outs[1].log_probs, outs[0].log_probs, atol=1e-5, rtol=1e-5)
 
 
-def test_cpu_loss_head_handles_a_micro_batch_with_no_labelled_token(tiny_tokenizer):
+@pytest.mark.parametrize("frozen_head", [False, True])
+def test_cpu_loss_head_handles_a_micro_batch_with_no_labelled_token(tiny_tokenizer, dtype, frozen_head):
     from trl.trainer.utils import add_fused_lm_head
 
-    model = make_tiny_model(tiny_tokenizer).train()
+    model = make_tiny_model(tiny_tokenizer).train().to(torch.bfloat16 if dtype == "bf16" else torch.float32)
     add_fused_lm_head(model, outputs=("log_probs", "entropy", "is_top1"))
+    model.get_output_embeddings().weight.requires_grad_(not frozen_head)
     assert install_cpu_loss_head(model)
     ids = torch.randint(5, 60, (1, 10), generator=torch.Generator().manual_seed(2))
     calls = []
