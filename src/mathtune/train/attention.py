@@ -169,10 +169,9 @@ def _kernel() -> Any:
     without AVX-512 (measured only with it; `MATHTUNE_DECODE_KERNEL=1` forces it), no compiler,
     a failed build or probe."""
     from ..generation import decode_kernel
-    from ..models.device import cpu_flags
 
     switch = decode_kernel._switch()
-    if switch == "0" or (switch != "1" and "avx512f" not in cpu_flags()):
+    if switch == "0" or (switch != "1" and decode_kernel.why_on() != "avx512f"):
         return None
     lib = decode_kernel.load(KERNEL_SOURCE, KERNEL_FLAGS)
     if lib is None:
@@ -206,19 +205,19 @@ def _probe_once(lib: Any) -> bool:
     q, k, v = (torch.randn(1, h, 37, 64, generator=g, dtype=torch.float64) for h in (4, 2, 2))
     go = torch.randn(1, 4, 37, 64, generator=g, dtype=torch.float64)
     ref = [t.clone().requires_grad_() for t in (q, k, v)]
-    torch.nn.functional.scaled_dot_product_attention(*ref, is_causal=True, enable_gqa=True).backward(go)
+    want = torch.nn.functional.scaled_dot_product_attention(*ref, is_causal=True, enable_gqa=True)
+    want.backward(go)
     got = [t.float().requires_grad_() for t in (q, k, v)]
     out = _kernel_function().apply(*got, 0.125, lib)
     out.backward(go.float())
-    want = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
     ok = all(torch.allclose(a.double(), b, atol=1e-4) for a, b in
-             zip([out, *(t.grad for t in got)], [want, *(t.grad for t in ref)], strict=True))
+             zip([out, *(t.grad for t in got)], [want.detach(), *(t.grad for t in ref)], strict=True))
     if not ok:
         log.warning("train_attention kernel disagrees with SDPA; training attention stays SDPA")
     return ok
 
 
-_scratch = threading.local()
+_kept = threading.local()
 
 
 def _scratch_floats(n: int) -> Any:
@@ -226,9 +225,9 @@ def _scratch_floats(n: int) -> Any:
     call is fresh pages from the kernel each time (glibc maps large allocations anew)."""
     import torch
 
-    buf = getattr(_scratch, "buf", None)
+    buf = getattr(_kept, "buf", None)
     if buf is None or buf.numel() < n:
-        buf = _scratch.buf = torch.empty(max(n, 1 << 16), dtype=torch.float32)
+        buf = _kept.buf = torch.empty(max(n, 1 << 16), dtype=torch.float32)
     return buf
 
 

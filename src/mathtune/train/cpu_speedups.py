@@ -103,7 +103,10 @@ def _chunk_stats(h: Any, weight: Any, targets: Any, buf: Any, buf2: Any,
     # onehot - softmax in float32 (1 - p of a confident target survives the cast), @ W
     grad = p.mul_((-1.0 / z)[:, None])
     grad[torch.arange(len(targets), device=grad.device), targets] += 1.0
-    dh = (grad if grad.dtype == h.dtype else _scratch(h.shape[0], weight, 1, h.dtype)[0][: h.shape[0]].copy_(grad)) @ weight
+    cast = grad  # in h's dtype: into the kept buffer of that dtype (the logits product's, free by now)
+    if grad.dtype != h.dtype:
+        cast = _scratch(h.shape[0], weight, 1, h.dtype)[0][: h.shape[0]].copy_(grad)
+    dh = cast @ weight
     # sum(grad * s) = s[target] - sum(exp(s) * s) / z, so entropy = log z - s[target] + sum(grad * s)
     entropy = log_z - shifted + grad.mul_(s).sum(-1)
     return logp, peak.squeeze(1) + log_z, entropy, top1, dh

@@ -275,15 +275,10 @@ int train_attention_backward(int bf16, const void *q, int64_t qsH, int64_t qsL, 
             acc += dof[row * D + d] * (bf16 ? bf16_load(((const uint16_t *)o)[row * D + d]) : ((const float *)o)[row * D + d]);
         delta[row] = acc;
     }
-    int bad = 0;
 #pragma omp parallel for schedule(dynamic) num_threads(T)
     for (int64_t task = 0; task < Hk * blocks; task++) {
         const int64_t b = task / Hk, hk = task % Hk; /* earliest keys (most query rows) first */
-        const int tid = omp_get_thread_num();
-        if (tid >= T) {
-            bad = 1;
-            continue;
-        }
+        const int tid = omp_get_thread_num(); /* < T: the team has at most T threads */
         float *dqt = dqp + (int64_t)tid * H * L * D + hk * G * L * D;
         if (ND == 4)
             backward_task(qf + hk * G * L * D, kf + hk * L * D, kt + hk * D * LP, vt + hk * D * LP, dof + hk * G * L * D,
@@ -307,5 +302,5 @@ int train_attention_backward(int bf16, const void *q, int64_t qsH, int64_t qsL, 
         store_row(dk, bf16, row * D, dkf + row * D, D);
         store_row(dv, bf16, row * D, dvf + row * D, D);
     }
-    return bad;
+    return 0;
 }
