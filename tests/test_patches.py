@@ -384,6 +384,27 @@ def test_cache_helpers_treat_plain_and_growing_layers_alike(installed, tiny_mode
         assert torch.equal(g.keys, p.keys) and torch.equal(g.values, p.values)
 
 
+@pytest.mark.parametrize("keep", [[0, 1, 2, 3, 4, 5, 6, 7, 8, 9], [1, 2, 3, 4, 5, 6, 7, 8, 9], [0, 2, 3, 4, 5, 6, 9],
+                                  [5, 6, 7, 8, 9], [9], [0, 1, 7], [3, 4, 5, 8], [2, 2, 5], [7, 1], [0, 0, 1, 1]])
+def test_growing_layer_batch_select_matches_index_select(keep):
+    """Dropping rows moves them down in place (runs of kept rows in chunks no longer than their
+    shift, so no copy overlaps itself); any other selection (repeats, reordering) copies into a
+    new buffer; both give index_select's rows, and later appends land after them."""
+    from mathtune.patches.growing_cache import layer_class
+
+    gen = torch.Generator().manual_seed(1)
+    layer = layer_class()()
+    layer.capacity = 12
+    k, v = torch.randn(10, 2, 5, 4, generator=gen), torch.randn(10, 2, 5, 4, generator=gen)
+    layer.update(k, v)
+    idx = torch.tensor(keep)
+    layer.batch_select_indices(idx)
+    assert torch.equal(layer.keys, k[idx]) and torch.equal(layer.values, v[idx])
+    k2, v2 = torch.randn(len(keep), 2, 1, 4, generator=gen), torch.randn(len(keep), 2, 1, 4, generator=gen)
+    keys, values = layer.update(k2, v2)
+    assert torch.equal(keys, torch.cat([k[idx], k2], 2)) and torch.equal(values, torch.cat([v[idx], v2], 2))
+
+
 @pytest.mark.parametrize("off", ["growing-kv-cache", "all"])
 def test_generation_on_the_plain_paths_matches_one_at_a_time_generate(tiny_tokenizer, monkeypatch, caplog, off):
     """Continuous batching (shared-prefix prefill, merging batches) on plain DynamicLayers, and
