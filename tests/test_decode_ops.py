@@ -1,4 +1,4 @@
-"""RMSNorm and rotary embedding in C (`generation/decode_ops.py`): the bits of transformers' own
+"""RMSNorm, rotary embedding and the greedy argmax in C (`generation/decode_ops.py`): the bits of transformers' own
 functions in both dtypes, inside the hf backend (the same greedy text as without them), declined
 inputs fall back, and the patch comes off on exit or when switched off."""
 
@@ -24,7 +24,7 @@ DTYPES = [torch.float32, torch.bfloat16]
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("n", [576, 960, 100, 17, 3])
 def test_rms_norm_has_transformers_bits(dtype, n):
-    assert decode_ops.available() and decode_ops.describe() == "on (RMSNorm, rotary)"
+    assert decode_ops.available() and decode_ops.describe() == "on (RMSNorm, rotary, greedy argmax)"
     gen = torch.Generator().manual_seed(n)
     norm = ml.LlamaRMSNorm(n, eps=1e-6)
     norm.weight.data = torch.randn(n, generator=gen)
@@ -51,6 +51,25 @@ def test_rope_has_transformers_bits(dtype, batch_cos):
     assert got_q.stride() == want_q.stride()  # laid out as PyTorch lays out the product
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", [49152, 1000, 33, 32, 16, 15, 1])
+def test_argmax_is_the_first_index_of_the_maximum(dtype, n):
+    """The greedy pick in C: `max(dim=-1).indices` on ties (first index), -inf rows, rows equal
+    throughout, tails after the last 16-lane block and rows with a stride; a NaN declines."""
+    gen = torch.Generator().manual_seed(n)
+    x = torch.randn(6, n + 3, generator=gen).to(dtype)
+    x[0, n // 3] = x[0, n - 1] = x[0, n // 2] = 60  # ties: the first
+    x[1] = float("-inf")
+    x[2] = x[2, 0]
+    x[3, n - 1] = 70  # the maximum in the tail
+    for inp in (x[:, :n], x[:, 3:], x[4:5, :n]):
+        got = decode_ops.argmax(inp)
+        assert got is not None and got.dtype == torch.int64
+        assert torch.equal(got, inp.max(dim=-1).indices), (got, inp.max(dim=-1).indices)
+    x[5, n // 2] = float("nan")
+    assert decode_ops.argmax(x[:, :n]) is None  # PyTorch's pick (the NaN's index) is used then
+
+
 def test_inputs_the_ops_do_not_take_are_declined():
     x = torch.randn(3, 8, dtype=torch.float16)
     assert decode_ops.rms_norm(x, torch.ones(8, dtype=torch.float16), 1e-6) is None
@@ -59,6 +78,7 @@ def test_inputs_the_ops_do_not_take_are_declined():
     q = torch.randn(2, 3, 4, 8)
     assert decode_ops.rope(q, torch.randn(2, 4, 6), torch.randn(2, 4, 6)) is None  # head dim mismatch
     assert decode_ops.rope(q.half(), torch.randn(2, 4, 8).half(), torch.randn(2, 4, 8).half()) is None
+    assert decode_ops.argmax(x) is None and decode_ops.argmax(torch.randn(8, 3).t()) is None  # dtype, stride
 
 
 def test_patch_routes_norms_and_rotary_and_undoes(chaotic):  # noqa: F811

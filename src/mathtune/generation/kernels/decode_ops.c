@@ -113,3 +113,63 @@ RMSNORM(rmsnorm_bf16, uint16_t, bf16_load, bf16_store, bf16_round, sum_sq_bf16)
 RMSNORM(rmsnorm_f32, float, f32_load, f32_store, f32_round, sum_sq_f32)
 ROPE(rope_bf16, uint16_t, bf16_load, bf16_store, bf16_round)
 ROPE(rope_f32, float, f32_load, f32_store, f32_round)
+
+/* The index of each row's largest value, the first one where several are equal, as
+ * `x.max(dim=-1).indices` gives it (greedy decoding's pick over the vocabulary: 49,152 values a
+ * row for SmolLM2). One pass, 16 lanes at a time: each lane keeps its largest value and the first
+ * block where it reached it (a strictly larger value replaces it), so among the lanes holding the
+ * row's maximum the smallest block * 16 + lane is its first position; the tail after the last
+ * full block is scanned after them. A row holding a NaN (PyTorch returns the NaN's index) gives
+ * -1: the caller then uses PyTorch for the whole call. */
+typedef float vf16 __attribute__((vector_size(64)));
+typedef int32_t vi16 __attribute__((vector_size(64)));
+typedef uint16_t vu16 __attribute__((vector_size(32)));
+typedef uint32_t vu32 __attribute__((vector_size(64)));
+
+static inline vf16 argmax_load_f32(const float *x) {
+    vf16 v;
+    memcpy(&v, x, sizeof v);
+    return v;
+}
+
+static inline vf16 argmax_load_bf16(const uint16_t *x) {
+    vu16 h;
+    memcpy(&h, x, sizeof h);
+    return (vf16)(__builtin_convertvector(h, vu32) << 16);
+}
+
+#define ARGMAX(NAME, T, VLOAD, LOAD)                                                               \
+void NAME(const T *x, int64_t rows, int64_t n, int64_t xs, int64_t *out) {                         \
+    _Pragma("omp parallel for schedule(static) if (rows * n >= PARALLEL_MIN)")                     \
+    for (int64_t r = 0; r < rows; r++) {                                                           \
+        const T *row = x + r * xs;                                                                 \
+        const int64_t blocks = n / 16;                                                             \
+        vf16 best = (vf16){0} - __builtin_inff();                                                  \
+        vi16 at = {0}, nan = {0};                                                                  \
+        for (int64_t b = 0; b < blocks; b++) {                                                     \
+            const vf16 v = VLOAD(row + 16 * b);                                                    \
+            const vi16 gt = v > best;                                                              \
+            nan |= v != v;                                                                         \
+            best = (vf16)(((vi16)v & gt) | ((vi16)best & ~gt));                                    \
+            at = (((vi16){0} + (int32_t)b) & gt) | (at & ~gt);                                     \
+        }                                                                                          \
+        float mx = -__builtin_inff();                                                              \
+        int64_t pos = -1, isnan = 0;                                                               \
+        for (int l = 0; l < 16; l++) isnan |= nan[l];                                              \
+        if (blocks) {                                                                              \
+            for (int l = 0; l < 16; l++) mx = best[l] > mx ? best[l] : mx;                         \
+            for (int l = 0; l < 16; l++) {                                                         \
+                const int64_t p = 16 * (int64_t)at[l] + l;                                         \
+                if (best[l] == mx && (pos < 0 || p < pos)) pos = p;                                \
+            }                                                                                      \
+        }                                                                                          \
+        for (int64_t j = 16 * blocks; j < n; j++) {                                                \
+            const float v = LOAD(row[j]);                                                          \
+            if (v != v) isnan = 1;                                                                 \
+            if (pos < 0 || v > mx) mx = v, pos = j;                                                \
+        }                                                                                          \
+        out[r] = isnan ? -1 : pos;                                                                 \
+    }                                                                                              \
+}
+ARGMAX(argmax_bf16, uint16_t, argmax_load_bf16, bf16_load)
+ARGMAX(argmax_f32, float, argmax_load_f32, f32_load)
