@@ -392,6 +392,7 @@ def test_growing_layer_batch_select_matches_index_select(keep):
     new buffer; both give index_select's rows, and later appends land after them."""
     from mathtune.patches.growing_cache import layer_class
 
+    assert layer_class() is layer_class()  # one class a process
     gen = torch.Generator().manual_seed(1)
     layer = layer_class()()
     layer.capacity = 12

@@ -37,7 +37,6 @@ def layer_class() -> type:
     return DynamicLayer
 
 
-@functools.cache
 def _compact_in_place(layer: Any, indices: Any) -> bool:
     """Rows `indices` (strictly increasing: finished rows dropped) moved down in the layer's own
     buffers, in order, each copy between disjoint rows (a source row lies at or after its target,
@@ -65,6 +64,7 @@ def _compact_in_place(layer: Any, indices: Any) -> bool:
     return True
 
 
+@functools.cache
 def _growing_layer_class() -> type:
     from transformers.cache_utils import DynamicLayer
 
