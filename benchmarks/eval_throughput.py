@@ -22,7 +22,8 @@ shared machine, so each runs `--repeat` times (default 3): every run is printed 
 one counts; (a) is a single run of several minutes.
 Prints problems/min for each, the ratios, and the fraction of problems where mathtune's extracted
 answer (and full text) equals each baseline's, with a control: how often two of the baselines agree
-with each other (in bf16, greedy text forks at rounding ties whatever the implementation).
+with each other (in bf16, greedy text forks at rounding ties whatever the implementation), and each
+arm's count of answers right against GSM8K's gold ones (whether those forks cost accuracy).
 `MATHTUNE_DECODE_KERNEL=0` runs mathtune without its C decode-attention kernel.
 """
 
@@ -38,11 +39,22 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "benchmarks" / "gsm8k" / "test.jsonl"
 
 
-def load_problems(path: Path, limit: int) -> list[str]:
+def load_rows(path: Path, limit: int) -> list[dict]:
     if not path.is_file():
         sys.exit(f"benchmark data not found: {path} (pass --data)")
     with open(path, encoding="utf-8") as f:
-        return [json.loads(line)["question"] for line, _ in zip(f, range(limit), strict=False)]
+        return [json.loads(line) for line, _ in zip(f, range(limit), strict=False)]
+
+
+def load_problems(path: Path, limit: int) -> list[str]:
+    return [r["question"] for r in load_rows(path, limit)]
+
+
+def correct(texts: list[str], golds: list[str]) -> int:
+    """How many completions mathtune's grader finds right against the GSM8K gold answers."""
+    from mathtune.grading import grade_many
+
+    return sum(g.correct for g in grade_many(list(zip(texts, golds, strict=False)), workers=1))
 
 
 def one_at_a_time(model, tok, prompts: list[str], max_new: int) -> list[str]:
@@ -137,7 +149,8 @@ def main() -> None:
     dtype = {"torch.float32": "fp32", "torch.bfloat16": "bf16"}[str(pick_dtype("cpu", args.dtype))]
     model, tok = load_model("smollm2-135m-instruct", dtype=dtype, device="cpu")
     style = get_style("chat-boxed")
-    problems = load_problems(args.data, args.limit)
+    data_rows = load_rows(args.data, args.limit)
+    problems, golds = [r["question"] for r in data_rows], [r["answer"] for r in data_rows]
     prompts = [style.render(q, tok) for q in problems]
     n_a = min(args.baseline_limit or len(prompts), len(prompts))
     from mathtune.generation import decode_kernel, decode_ops
@@ -204,6 +217,11 @@ def main() -> None:
         same_text = sum(x.strip() == y.strip() for x, y in zip(texts_m[:n], texts, strict=True))
         print(f"mathtune vs {label}: {rate_m / rate:5.1f}x faster (wall), {cpu_m / cpu_rate:5.1f}x (CPU time); same extracted answer {same_answer}/{n} "
               f"({same_answer / n:.0%}), identical text {same_text}/{n}")
+    # where greedy text forks at rounding ties (bf16), whether the forks cost accuracy
+    print(f"right against the gold answers: mathtune {correct(texts_m, golds)}/{len(texts_m)}"
+          + "".join(f", {label} {correct(texts, golds)}/{len(texts)}"
+                    + (f" (mathtune {correct(texts_m[:len(texts)], golds)}/{len(texts)} on those)" if len(texts) < len(texts_m) else "")
+                    for label, _, _, texts in rows))
 
 
 if __name__ == "__main__":
