@@ -30,7 +30,6 @@ arm's count of answers right against GSM8K's gold ones (whether those forks cost
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -39,15 +38,17 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "benchmarks" / "gsm8k" / "test.jsonl"
 
 
-def load_rows(path: Path, limit: int) -> list[dict]:
-    if not path.is_file():
-        sys.exit(f"benchmark data not found: {path} (pass --data)")
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line, _ in zip(f, range(limit), strict=False)]
+def load_gsm8k(path: Path, limit: int) -> tuple[list[str], list[str]]:
+    """The first `limit` questions of a GSM8K-format file and their gold answers (the registry's
+    loader, with GSM8K's field names)."""
+    from mathtune.benchmarks import load_problems, resolve_benchmark
+    from mathtune.errors import MathtuneError
 
-
-def load_problems(path: Path, limit: int) -> list[str]:
-    return [r["question"] for r in load_rows(path, limit)]
+    try:
+        problems = load_problems(resolve_benchmark(str(path), "problem=question,answer=answer"), limit=limit)
+    except MathtuneError as e:
+        sys.exit(str(e))
+    return [p.problem for p in problems], [p.gold for p in problems]
 
 
 def correct(texts: list[str], golds: list[str]) -> int:
@@ -147,10 +148,9 @@ def main() -> None:
     from mathtune.prompts import get_style
 
     dtype = {"torch.float32": "fp32", "torch.bfloat16": "bf16"}[str(pick_dtype("cpu", args.dtype))]
+    problems, golds = load_gsm8k(args.data, args.limit)  # a wrong --data fails before the model loads
     model, tok = load_model("smollm2-135m-instruct", dtype=dtype, device="cpu")
     style = get_style("chat-boxed")
-    data_rows = load_rows(args.data, args.limit)
-    problems, golds = [r["question"] for r in data_rows], [r["answer"] for r in data_rows]
     prompts = [style.render(q, tok) for q in problems]
     n_a = min(args.baseline_limit or len(prompts), len(prompts))
     from mathtune.generation import decode_kernel, decode_ops
@@ -218,10 +218,12 @@ def main() -> None:
         print(f"mathtune vs {label}: {rate_m / rate:5.1f}x faster (wall), {cpu_m / cpu_rate:5.1f}x (CPU time); same extracted answer {same_answer}/{n} "
               f"({same_answer / n:.0%}), identical text {same_text}/{n}")
     # where greedy text forks at rounding ties (bf16), whether the forks cost accuracy
-    print(f"right against the gold answers: mathtune {correct(texts_m, golds)}/{len(texts_m)}"
-          + "".join(f", {label} {correct(texts, golds)}/{len(texts)}"
-                    + (f" (mathtune {correct(texts_m[:len(texts)], golds)}/{len(texts)} on those)" if len(texts) < len(texts_m) else "")
-                    for label, _, _, texts in rows))
+    right = [f"mathtune {correct(texts_m, golds)}/{len(texts_m)}"]
+    for label, _, _, texts in rows:
+        n = len(texts)
+        right.append(f"{label} {correct(texts, golds)}/{n}"
+                     + (f" (mathtune {correct(texts_m[:n], golds)}/{n} on those)" if n < len(texts_m) else ""))
+    print("right against the gold answers: " + ", ".join(right))
 
 
 if __name__ == "__main__":

@@ -37,33 +37,6 @@ def layer_class() -> type:
     return DynamicLayer
 
 
-def _compact_in_place(layer: Any, indices: Any) -> bool:
-    """Rows `indices` (strictly increasing: finished rows dropped) moved down in the layer's own
-    buffers, in order, each copy between disjoint rows (a source row lies at or after its target,
-    and a run moves in chunks no longer than its shift); False (nothing done) for any other
-    selection. No new buffer: `index_select` into a fresh one faults in every page of it. Dropping
-    3-4 of 64 rows at 300 positions, 30 bf16 layers (AMD Zen 5, 2 cores): the first compaction of
-    a process 143-205 -> 38-40 ms, later ones 41-57 -> 33-36 ms."""
-    idx = [int(i) for i in indices.tolist()]
-    if not idx or any(b <= a for a, b in zip(idx, idx[1:], strict=False)) or idx[-1] >= layer.kbuf.shape[0]:
-        return False
-    j = 0
-    while j < len(idx):
-        run = 1  # rows j .. j + run - 1 come from the consecutive rows idx[j] ..
-        while j + run < len(idx) and idx[j + run] == idx[j] + run:
-            run += 1
-        shift = idx[j] - j
-        if shift:
-            for c in range(0, run, shift):
-                n = min(shift, run - c)
-                for buf in (layer.kbuf, layer.vbuf):
-                    buf[j + c : j + c + n, :, : layer.n].copy_(buf[idx[j] + c : idx[j] + c + n, :, : layer.n])
-        j += run
-    layer.kbuf, layer.vbuf = layer.kbuf[: len(idx)], layer.vbuf[: len(idx)]
-    layer.keys, layer.values = layer.kbuf[:, :, : layer.n], layer.vbuf[:, :, : layer.n]
-    return True
-
-
 @functools.cache
 def _growing_layer_class() -> type:
     from transformers.cache_utils import DynamicLayer
@@ -116,16 +89,42 @@ def _growing_layer_class() -> type:
         def batch_select_indices(self, indices: Any) -> None:
             import torch
 
-            if self.get_seq_length() > 0 and _compact_in_place(self, indices):
+            if self.get_seq_length() == 0 or self._drop_rows(indices):
                 return
-            if self.get_seq_length() > 0:  # copy only the filled part of the buffer
-                shape = (len(indices), *self.kbuf.shape[1:])
-                kbuf = torch.empty(shape, dtype=self.dtype, device=self.device)
-                vbuf = torch.empty_like(kbuf)
-                torch.index_select(self.keys, 0, indices, out=kbuf[:, :, : self.n])
-                torch.index_select(self.values, 0, indices, out=vbuf[:, :, : self.n])
-                self.kbuf, self.vbuf = kbuf, vbuf
-                self.keys, self.values = kbuf[:, :, : self.n], vbuf[:, :, : self.n]
+            # any other selection (repeats, reordering): the filled part into new buffers
+            kbuf = torch.empty((len(indices), *self.kbuf.shape[1:]), dtype=self.dtype, device=self.device)
+            vbuf = torch.empty_like(kbuf)
+            torch.index_select(self.keys, 0, indices, out=kbuf[:, :, : self.n])
+            torch.index_select(self.values, 0, indices, out=vbuf[:, :, : self.n])
+            self.kbuf, self.vbuf = kbuf, vbuf
+            self.keys, self.values = kbuf[:, :, : self.n], vbuf[:, :, : self.n]
+
+        def _drop_rows(self, indices: Any) -> bool:
+            """Keep rows `indices` when they only drop rows (strictly increasing), moving the kept
+            rows down in these buffers, in order; each copy is between disjoint rows (a source
+            row lies at or after its target, and a run moves in chunks no longer than its
+            shift). False, with nothing done, for any other selection. Dropped rows' memory stays
+            held until the next merge or growth reallocates. No new buffer: `index_select` into a
+            fresh one faults in every page of it. Dropping 3-4 of 64 rows at 300 positions, 30
+            bf16 layers (AMD Zen 5, 2 cores): the first compaction of a process 143-205 -> 38-40
+            ms, later ones 41-57 -> 33-36 ms."""
+            idx = [int(i) for i in indices.tolist()]
+            if not idx or any(b <= a for a, b in zip(idx, idx[1:], strict=False)) or idx[-1] >= self.kbuf.shape[0]:
+                return False
+            j = 0
+            while j < len(idx):
+                run = 1  # rows j .. j + run - 1 come from the consecutive rows idx[j] ..
+                while j + run < len(idx) and idx[j + run] == idx[j] + run:
+                    run += 1
+                shift = idx[j] - j
+                for c in range(0, run, shift) if shift else ():
+                    n = min(shift, run - c)
+                    for buf in (self.kbuf, self.vbuf):
+                        buf[j + c : j + c + n, :, : self.n].copy_(buf[idx[j] + c : idx[j] + c + n, :, : self.n])
+                j += run
+            self.kbuf, self.vbuf = self.kbuf[: len(idx)], self.vbuf[: len(idx)]
+            self.keys, self.values = self.kbuf[:, :, : self.n], self.vbuf[:, :, : self.n]
+            return True
 
         def drop_left(self, m: int) -> None:
             """Forget the first `m` positions (columns that are padding for every row)."""
