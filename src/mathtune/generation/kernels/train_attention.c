@@ -60,6 +60,11 @@ static inline vf vexp_neg(vf x) {
     return vsel(below, vset(0.f), out);
 }
 
+#ifdef __AVX512F__
+#include <immintrin.h>
+static inline float vmax(vf v) { return _mm512_reduce_max_ps((__m512)v); } /* a shuffle tree, not 15 dependent steps */
+static inline float vsum(vf v) { return _mm512_reduce_add_ps((__m512)v); }
+#else
 static inline float vmax(vf v) {
     float m = v[0];
     for (int t = 1; t < KB; t++) m = v[t] > m ? v[t] : m;
@@ -71,16 +76,24 @@ static inline float vsum(vf v) {
     for (int t = 0; t < KB; t++) s += v[t];
     return s;
 }
+#endif
 
 /* s[r] = a[r, :] . bt[:, j0 : j0 + 16] for the R rows of a (row stride D), bt [D, LP]. */
 static inline __attribute__((always_inline)) void row_tile(const float *a, const float *bt, int64_t LP, int64_t j0,
                                                            int D, int rows, vf s[R]) {
-    for (int r = 0; r < R; r++) s[r] = vset(0.f);
-    for (int d = 0; d < D; d++) {
-        vf b = vld(bt + d * LP + j0);
+    /* two partial sums a row (even and odd d): 2R independent FMA chains, enough to cover the FMA
+     * latency on two ports (R alone left the units half idle) */
+    vf s2[R];
+    for (int r = 0; r < R; r++) s[r] = s2[r] = vset(0.f);
+    for (int d = 0; d < D; d += 2) {
+        vf b = vld(bt + d * LP + j0), b2 = vld(bt + (d + 1) * LP + j0);
         for (int r = 0; r < R; r++)
-            if (r < rows) s[r] += a[r * D + d] * b;
+            if (r < rows) {
+                s[r] += a[r * D + d] * b;
+                s2[r] += a[r * D + d + 1] * b2;
+            }
     }
+    for (int r = 0; r < R; r++) s[r] += s2[r];
 }
 
 /* Lanes of keys after row i0 + r (or at/after L) masked in s[r] (to `fill`). */
@@ -93,11 +106,11 @@ static inline void causal_mask(vf s[R], int64_t i0, int64_t j0, int rows, float 
 static inline __attribute__((always_inline)) void forward_tile(const float *q, const float *kt, const float *v, int64_t L,
                                                                int64_t LP, int64_t i0, int rows, int D, const int ND,
                                                                float scale, float *o, float *lse) {
-    vf acc[R][8];
-    float m[R], l[R], p[R][KB];
+    vf acc[R][8], lv[R]; /* lv: each row's softmax normaliser lane by lane, summed once at the end */
+    float m[R], p[R][KB];
     for (int r = 0; r < R; r++) {
         m[r] = -1e30f;
-        l[r] = 0.f;
+        lv[r] = vset(0.f);
         for (int n = 0; n < ND; n++) acc[r][n] = vset(0.f);
     }
     const int64_t jend = i0 + rows; /* keys 0 .. i0 + rows - 1 */
@@ -107,12 +120,15 @@ static inline __attribute__((always_inline)) void forward_tile(const float *q, c
         for (int r = 0; r < rows; r++) s[r] *= scale;
         if (j0 + KB > i0) causal_mask(s, i0, j0, rows, -1e30f);
         for (int r = 0; r < rows; r++) {
-            float mx = vmax(s[r]), mn = mx > m[r] ? mx : m[r];
-            float corr = vexp_neg(vset(m[r] - mn))[0];
-            vf e = vexp_neg(s[r] - mn);
-            l[r] = l[r] * corr + vsum(e);
-            m[r] = mn;
-            for (int n = 0; n < ND; n++) acc[r][n] *= corr;
+            const float mx = vmax(s[r]);
+            if (mx > m[r]) { /* a new running maximum (rarely after the first tiles): rescale what came before */
+                const float corr = expf(m[r] - mx);
+                m[r] = mx;
+                lv[r] *= corr;
+                for (int n = 0; n < ND; n++) acc[r][n] *= corr;
+            }
+            vf e = vexp_neg(s[r] - m[r]);
+            lv[r] += e;
             vst(p[r], e);
         }
         const int kn = jend - j0 < KB ? (int)(jend - j0) : KB;
@@ -126,9 +142,9 @@ static inline __attribute__((always_inline)) void forward_tile(const float *q, c
         }
     }
     for (int r = 0; r < rows; r++) {
-        const float inv = 1.f / l[r];
+        const float lr = vsum(lv[r]), inv = 1.f / lr;
         for (int n = 0; n < ND; n++) vst(o + r * D + 16 * n, acc[r][n] * inv); /* o: row i0's output */
-        lse[i0 + r] = m[r] + logf(l[r]);
+        lse[i0 + r] = m[r] + logf(lr);
     }
 }
 
