@@ -85,13 +85,22 @@ static inline __attribute__((always_inline)) void row_tile(const float *a, const
      * latency on two ports (R alone left the units half idle) */
     vf s2[R];
     for (int r = 0; r < R; r++) s[r] = s2[r] = vset(0.f);
-    for (int d = 0; d < D; d += 2) {
-        vf b = vld(bt + d * LP + j0), b2 = vld(bt + (d + 1) * LP + j0);
-        for (int r = 0; r < R; r++)
-            if (r < rows) {
+    if (rows == R) { /* (no per-row test in the loop: it cost a compare and branch per FMA) */
+        for (int d = 0; d < D; d += 2) {
+            vf b = vld(bt + d * LP + j0), b2 = vld(bt + (d + 1) * LP + j0);
+            for (int r = 0; r < R; r++) {
                 s[r] += a[r * D + d] * b;
                 s2[r] += a[r * D + d + 1] * b2;
             }
+        }
+    } else {
+        for (int d = 0; d < D; d += 2) {
+            vf b = vld(bt + d * LP + j0), b2 = vld(bt + (d + 1) * LP + j0);
+            for (int r = 0; r < rows; r++) {
+                s[r] += a[r * D + d] * b;
+                s2[r] += a[r * D + d + 1] * b2;
+            }
+        }
     }
     for (int r = 0; r < R; r++) s[r] += s2[r];
 }
@@ -209,8 +218,32 @@ int train_attention_forward(int bf16, const void *q, int64_t qsH, int64_t qsL, c
     return 0;
 }
 
+#define RB 16 /* query rows per backward block: P and dS of RB rows x 16 keys, then the products below */
+
+/* acc[t][n] += sum over rows r < nr of w[r][t0 + t] * x[r * D + 16 (n0 + n)] for 4 keys t and 4 vectors n,
+ * the 16 accumulators in registers (8 loads per 16 FMAs; dv += P^T dO and dk += dS^T Q tile by tile). */
+static inline __attribute__((always_inline)) void outer_4x4(vf *acc, int stride, const float (*w)[KB], int t0,
+                                                           const float *x, int D, int n0, int nr) {
+    vf c[4][4];
+    for (int t = 0; t < 4; t++)
+        for (int n = 0; n < 4; n++) c[t][n] = acc[(t0 + t) * stride + n0 + n];
+    for (int r = 0; r < nr; r++) {
+        vf xv[4];
+        for (int n = 0; n < 4; n++) xv[n] = vld(x + r * D + 16 * (n0 + n));
+        for (int t = 0; t < 4; t++) {
+            const float wt = w[r][t0 + t];
+            for (int n = 0; n < 4; n++) c[t][n] += wt * xv[n];
+        }
+    }
+    for (int t = 0; t < 4; t++)
+        for (int n = 0; n < 4; n++) acc[(t0 + t) * stride + n0 + n] = c[t][n];
+}
+
 /* One key tile [j0, j0 + 16) of one key/value head against every query row at or after j0 of its
- * G query heads: dk and dv for the tile (local, written once), dq added to this thread's buffer. */
+ * G query heads: dk and dv for the tile (local, written once), dq added to this thread's buffer.
+ * Query rows go RB at a time: P and dS for the block (R rows at a time, scores in registers), then
+ * dv += P^T dO, dk += dS^T Q and dq += dS K as register-blocked products (each FMA had its own
+ * load or two before: the units waited on memory). */
 static inline __attribute__((always_inline)) void backward_task(const float *q, const float *k, const float *kt,
                                                                 const float *vt, const float *dout, const float *lse,
                                                                 const float *delta, float *dq, float *dk, float *dv,
@@ -223,35 +256,46 @@ static inline __attribute__((always_inline)) void backward_task(const float *q, 
     for (int64_t g = 0; g < G; g++) {
         const float *qg = q + g * L * D, *dog = dout + g * L * D, *lg = lse + g * L, *dg = delta + g * L;
         float *dqg = dq + g * L * D;
-        for (int64_t i0 = j0 / R * R; i0 < L; i0 += R) {
-            const int rows = L - i0 < R ? (int)(L - i0) : R;
-            vf s[R], dp[R];
-            float p[R][KB], ds[R][KB];
-            row_tile(qg + i0 * D, kt, LP, j0, D, rows, s);
-            row_tile(dog + i0 * D, vt, LP, j0, D, rows, dp);
-            for (int r = 0; r < rows; r++) s[r] = vexp_neg(s[r] * scale - lg[i0 + r]);
-            if (j0 + KB > i0) causal_mask(s, i0, j0, rows, 0.f);
-            for (int r = 0; r < R; r++) {
-                if (r >= rows) s[r] = vset(0.f);
-                vst(p[r], s[r]);
-                vst(ds[r], s[r] * (dp[r] - dg[i0 + r < L ? i0 + r : 0]) * scale);
+        for (int64_t ib = j0 / R * R; ib < L; ib += RB) {
+            const int nr = L - ib < RB ? (int)(L - ib) : RB;
+            float p[RB][KB], ds[RB][KB];
+            for (int rr = 0; rr < nr; rr += R) {
+                const int64_t i0 = ib + rr;
+                const int rows = nr - rr < R ? nr - rr : R;
+                vf sv[R], dp[R];
+                row_tile(qg + i0 * D, kt, LP, j0, D, rows, sv);
+                row_tile(dog + i0 * D, vt, LP, j0, D, rows, dp);
+                for (int r = 0; r < rows; r++) sv[r] = vexp_neg(sv[r] * scale - lg[i0 + r]);
+                if (j0 + KB > i0) causal_mask(sv, i0, j0, rows, 0.f);
+                for (int r = 0; r < rows; r++) {
+                    vst(p[rr + r], sv[r]);
+                    vst(ds[rr + r], sv[r] * (dp[r] - dg[i0 + r]) * scale);
+                }
             }
-            for (int t = 0; t < kn; t++)
-                for (int n = 0; n < ND; n++) {
-                    vf a = dvt[t][n], b = dkt[t][n];
-                    for (int r = 0; r < rows; r++) {
-                        a += p[r][t] * vld(dog + (i0 + r) * D + 16 * n);
-                        b += ds[r][t] * vld(qg + (i0 + r) * D + 16 * n);
+            for (int t0 = 0; t0 < KB; t0 += 4) /* keys past L have P = dS = 0 (masked): computed, not stored */
+                for (int n0 = 0; n0 < ND; n0 += 4) {
+                    outer_4x4(&dvt[0][0], 8, p, t0, dog + ib * D, D, n0, nr);
+                    outer_4x4(&dkt[0][0], 8, ds, t0, qg + ib * D, D, n0, nr);
+                }
+            for (int r0 = 0; r0 < nr; r0 += 4) { /* dq[rows] += dS[rows] K[tile]: 4 rows x 4 vectors at a time */
+                const int rows = nr - r0 < 4 ? nr - r0 : 4;
+                for (int n0 = 0; n0 < ND; n0 += 4) {
+                    vf c[4][4];
+                    for (int r = 0; r < 4; r++)
+                        for (int n = 0; n < 4; n++)
+                            c[r][n] = r < rows ? vld(dqg + (ib + r0 + r) * D + 16 * (n0 + n)) : vset(0.f);
+                    for (int t = 0; t < kn; t++) {
+                        vf kv[4];
+                        for (int n = 0; n < 4; n++) kv[n] = vld(k + (j0 + t) * D + 16 * (n0 + n));
+                        for (int r = 0; r < 4; r++) {
+                            const float w = ds[r0 + (r < rows ? r : 0)][t];
+                            for (int n = 0; n < 4; n++) c[r][n] += w * kv[n];
+                        }
                     }
-                    dvt[t][n] = a;
-                    dkt[t][n] = b;
+                    for (int r = 0; r < rows; r++)
+                        for (int n = 0; n < 4; n++) vst(dqg + (ib + r0 + r) * D + 16 * (n0 + n), c[r][n]);
                 }
-            for (int r = 0; r < rows; r++)
-                for (int n = 0; n < ND; n++) {
-                    vf a = vld(dqg + (i0 + r) * D + 16 * n);
-                    for (int t = 0; t < kn; t++) a += ds[r][t] * vld(k + (j0 + t) * D + 16 * n);
-                    vst(dqg + (i0 + r) * D + 16 * n, a);
-                }
+            }
         }
     }
     for (int t = 0; t < kn; t++)
