@@ -7,7 +7,7 @@
  * [H, L, D] (contiguous, the inputs' dtype) and lse [H, L] (log of each row's softmax normaliser
  * over scaled scores). Backward (FlashAttention-2's order: a task per key tile, dq summed from
  * per-thread partials): dq [H, L, D], dk and dv [Hk, L, D], contiguous, the inputs' dtype. Scores
- * are computed tile by tile (R query rows x 16 keys) in registers and never stored beyond a tile;
+ * are computed tile by tile (R query rows x 16 keys) in registers (the backward keeps P and dS of 16 rows x 16 keys);
  * keys past a row's position are skipped a tile at a time and masked within the diagonal tile.
  * Tasks run on the OpenMP threads of the runtime PyTorch loaded (libgomp): torch's thread count. */
 #include <math.h>
