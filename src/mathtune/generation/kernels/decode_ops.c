@@ -32,7 +32,7 @@ static inline int64_t ceil_log2(int64_t x) { /* c10's utils::CeilLog2 */
  * torch 2.13 measured, AVX-512 ones included; found at load by `decode_ops._lanes`), so the sum,
  * and with it the normalised row, has PyTorch's bits. */
 #define SUM_SQ(NAME, T, LOAD)                                                                      \
-static float NAME(const T *x, int64_t n, int W) {                                                  \
+static inline __attribute__((always_inline)) float NAME##_w(const T *x, int64_t n, const int W) {  \
     float acc[4][4][16], part[16];                                                                 \
     memset(acc, 0, sizeof acc);                                                                    \
     const int64_t vec_size = n / W, size_ilp = vec_size / 4;                                       \
@@ -71,6 +71,13 @@ static float NAME(const T *x, int64_t n, int W) {                               
     for (int64_t e = vec_size * W; e < n; e++) { const float v = LOAD(x[e]); total += v * v; }     \
     for (int l = 0; l < W; l++) total += part[l];                                                  \
     return total;                                                                                  \
+}                                                                                                  \
+/* W as a constant where it is one of the two lane counts seen: the loops over W become vector    \
+ * operations instead of scalar ones: RMSNorm of [64, 576] bf16 41 -> 21 us (AMX Xeon, 2 threads) */ \
+static float NAME(const T *x, int64_t n, int W) {                                                  \
+    if (W == 8) return NAME##_w(x, n, 8);                                                          \
+    if (W == 16) return NAME##_w(x, n, 16);                                                        \
+    return NAME##_w(x, n, W);                                                                      \
 }
 
 /* out[r, :] (contiguous) = RMSNorm of x[r, :] (row stride xs), weight w of the same dtype. */
