@@ -54,7 +54,9 @@ def _library() -> Any:
         getattr(lib, f"rmsnorm_{dt}").argtypes = [ptr, i64, i64, i64, ptr, f32, ctypes.c_int, ptr]
         getattr(lib, f"rope_{dt}").argtypes = [ptr] + [i64] * 7 + [ptr, ptr, i64, i64, ptr]
         getattr(lib, f"argmax_{dt}").argtypes = [ptr, i64, i64, i64, ptr]
-        for name in ("rmsnorm", "rope", "argmax"):
+        getattr(lib, f"rmsnorm_backward_{dt}").argtypes = [ptr, i64, i64, i64, ptr, i64, ptr, f32, ptr, ptr,
+                                                          ctypes.c_int]
+        for name in ("rmsnorm", "rope", "argmax", "rmsnorm_backward"):
             getattr(lib, f"{name}_{dt}").restype = None
     lib.mathtune_lanes = _lanes(lib)
     return lib if _probe(lib) else None
@@ -117,6 +119,33 @@ def rms_norm(x: Any, weight: Any, eps: float, lib: Any = None) -> Any | None:
     getattr(lib, f"rmsnorm_{sfx}")(rows.data_ptr(), rows.shape[0], n, rows.stride(0), weight.data_ptr(), eps,
                                    lib.mathtune_lanes, out.data_ptr())
     return out
+
+
+def rms_norm_backward(x: Any, weight: Any, grad: Any, eps: float, need_x: bool = True,
+                      need_weight: bool = True, lib: Any = None) -> tuple[Any, Any] | None:
+    """The gradients (for x, for the weight; None where not needed) of `rms_norm(x, weight, eps)`
+    given its output's gradient, in float32 inside (the kernel's own summation order, not
+    autograd's), or None where the op does not apply."""
+    import torch
+
+    lib = lib or _library()
+    sfx = _suffix(x.dtype)
+    n = x.shape[-1]
+    if (lib is None or sfx is None or grad.dtype != x.dtype or weight.dtype != x.dtype or grad.shape != x.shape
+            or x.device.type != "cpu" or grad.device.type != "cpu" or weight.shape != (n,) or x.dim() < 2
+            or not weight.is_contiguous() or x.stride(-1) != 1 or grad.stride(-1) != 1):
+        return None
+    rows, g = x.reshape(-1, n), grad.reshape(-1, n)
+    if rows.stride(-1) != 1 or g.stride(-1) != 1:
+        return None
+    threads = torch.get_num_threads()
+    gx = torch.empty(x.shape, dtype=x.dtype) if need_x else None
+    part = torch.empty((threads, n), dtype=torch.float32) if need_weight else None
+    getattr(lib, f"rmsnorm_backward_{sfx}")(rows.data_ptr(), rows.shape[0], n, rows.stride(0), g.data_ptr(),
+                                            g.stride(0), weight.data_ptr(), eps,
+                                            None if gx is None else gx.data_ptr(),
+                                            None if part is None else part.data_ptr(), threads)
+    return gx, None if part is None else part.sum(0).to(weight.dtype)
 
 
 def rope(x: Any, cos: Any, sin: Any, lib: Any = None) -> Any | None:

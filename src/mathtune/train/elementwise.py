@@ -10,7 +10,10 @@ functions, so a training step uses them too:
 - `RMSNorm` keeps only x (and the weight) for backward and recomputes r = rsqrt(mean(x^2) + eps)
   in float32 there: with n = x r and g' = g w, dx = r (g' - n mean(g' n)), dw = sum of g n
   (the product with the weight is taken on n rounded to x's dtype, as transformers does; that
-  rounding passes the gradient straight through, as autograd's does).
+  rounding passes the gradient straight through, as autograd's does). That backward is one C
+  pass too (`decode_ops.rms_norm_backward`, float32, per-thread partial sums for dw; PyTorch's
+  ops where it declines): [1317, 576] bf16 7.0 -> 0.38 ms, and in a profiled SFT run (AMX Xeon,
+  4 steps) the norms' backward 272 -> 74 ms of 5.3 s.
 - `Rotary` is linear in x: y = x cos + rotate_half(x) sin, whose adjoint is
   g cos + rotate_half^T(g sin) = `rope(g, cos, -sin)` when sin's two halves are equal, which they
   are for every rotary embedding transformers builds (emb = cat(freqs, freqs)); calls where they
@@ -48,6 +51,10 @@ def _functions() -> tuple[Any, Any]:
         @staticmethod
         def backward(ctx, grad):  # type: ignore[override]
             x, weight = ctx.saved_tensors
+            fast = decode_ops.rms_norm_backward(x, weight, grad, ctx.eps, ctx.needs_input_grad[0],
+                                                ctx.needs_input_grad[1])
+            if fast is not None:
+                return fast[0], fast[1], None, None
             xf = x.float()
             r = torch.rsqrt(xf.pow(2).mean(-1, keepdim=True).add_(ctx.eps))
             n = xf.mul_(r)  # xf is ours: normalised in place

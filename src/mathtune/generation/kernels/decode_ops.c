@@ -7,6 +7,7 @@
  * -ffast-math and with -ffp-contract=off: float32 products and sums are rounded as PyTorch's.
  * Rows are split over the OpenMP threads PyTorch uses when there are enough of them. */
 #include <math.h>
+#include <omp.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -180,3 +181,83 @@ void NAME(const T *x, int64_t rows, int64_t n, int64_t xs, int64_t *out) {      
 }
 ARGMAX(argmax_bf16, uint16_t, argmax_load_bf16, bf16_load)
 ARGMAX(argmax_f32, float, argmax_load_f32, f32_load)
+
+/* RMSNorm's backward for training (`train/elementwise.py`): for each row of x [rows, n] (row
+ * stride xs) and its output's gradient g (row stride gs), with r = 1 / sqrt(mean(x^2) + eps),
+ * nr = x r and g' = g w: dx = r (g' - nr mean(g' nr)) (contiguous, x's dtype) where dx is given,
+ * and dw += g round(nr) (nr rounded to x's dtype, as the forward's product with the weight takes
+ * it) into the float32 dw_part [nt, n] where it is given, one row of partial sums for each of
+ * the nt threads (the caller adds them). Everything in float32, 16 lanes at a time; not PyTorch's summation
+ * order (the backward has no bits to match: autograd's own differs by the same few ulps). */
+static inline vf16 load16_bf16(const uint16_t *x) { return argmax_load_bf16(x); }
+static inline vf16 load16_f32(const float *x) { return argmax_load_f32(x); }
+static inline float hsum16(vf16 v) {
+    float s = 0.f;
+    for (int l = 0; l < 16; l++) s += v[l];
+    return s;
+}
+static inline vf16 round16_bf16(vf16 v) {
+    vu32 u = (vu32)v;
+    u = (u + 0x7FFF + ((u >> 16) & 1)) & 0xFFFF0000u; /* to nearest even, as bf16_store (no NaN here) */
+    return (vf16)u;
+}
+static inline vf16 round16_f32(vf16 v) { return v; }
+static inline void store16_bf16(uint16_t *p, vf16 v) { /* bf16_store lane by lane, NaN to 0x7FC0 included */
+    const vi16 nan = v != v;
+    const vu32 u = ((vu32)round16_bf16(v) & ~(vu32)nan) | (0x7FC00000u & (vu32)nan);
+    const vu16 h = __builtin_convertvector(u >> 16, vu16);
+    memcpy(p, &h, sizeof h);
+}
+static inline void store16_f32(float *p, vf16 v) { memcpy(p, &v, sizeof v); }
+
+#define RMSNORM_BWD(NAME, T, VLOAD, VROUND, VSTORE, LOAD, STORE, ROUND)                                  \
+void NAME(const T *x, int64_t rows, int64_t n, int64_t xs, const T *g, int64_t gs, const T *w,     \
+          float eps, T *dx, float *dw_part, int nt) {                                              \
+    const int64_t nv = n / 16 * 16;                                                                \
+    if (dw_part) memset(dw_part, 0, sizeof(float) * (size_t)(nt * n)); /* (one thread: rows 1.. stay 0) */ \
+    _Pragma("omp parallel num_threads(nt) if (rows * n >= PARALLEL_MIN)")                          \
+    {                                                                                              \
+        float *dwp = dw_part ? dw_part + (int64_t)omp_get_thread_num() * n : 0;                    \
+        _Pragma("omp for schedule(static)")                                                        \
+        for (int64_t r = 0; r < rows; r++) {                                                       \
+            const T *xr = x + r * xs, *gr = g + r * gs;                                            \
+            vf16 ss = {0}, dot = {0};                                                              \
+            float sst = 0.f, dott = 0.f;                                                           \
+            for (int64_t j = 0; j < nv; j += 16) {                                                 \
+                const vf16 xv = VLOAD(xr + j);                                                     \
+                ss += xv * xv;                                                                     \
+                dot += VLOAD(gr + j) * VLOAD(w + j) * xv;                                          \
+            }                                                                                      \
+            for (int64_t j = nv; j < n; j++) {                                                     \
+                const float xv = LOAD(xr[j]);                                                      \
+                sst += xv * xv;                                                                    \
+                dott += LOAD(gr[j]) * LOAD(w[j]) * xv;                                             \
+            }                                                                                      \
+            const float inv = 1.f / sqrtf((hsum16(ss) + sst) / (float)n + eps);                    \
+            /* mean(g' nr) = r mean(g' x) */                                                       \
+            const float c = (hsum16(dot) + dott) * inv / (float)n;                                 \
+            T *dr = dx ? dx + r * n : 0;                                                           \
+            for (int64_t j = 0; j < nv; j += 16) {                                                 \
+                const vf16 xv = VLOAD(xr + j), gv = VLOAD(gr + j);                                 \
+                const vf16 nr = xv * inv;                                                          \
+                if (dr) {                                                                          \
+                    const vf16 d = (gv * VLOAD(w + j) - nr * c) * inv;                             \
+                    VSTORE(dr + j, d);                                                             \
+                }                                                                                  \
+                if (dwp) {                                                                         \
+                    vf16 acc;                                                                      \
+                    memcpy(&acc, dwp + j, sizeof acc);                                             \
+                    acc += gv * VROUND(nr);                                                        \
+                    memcpy(dwp + j, &acc, sizeof acc);                                             \
+                }                                                                                  \
+            }                                                                                      \
+            for (int64_t j = nv; j < n; j++) {                                                     \
+                const float xv = LOAD(xr[j]), gv = LOAD(gr[j]), nr = xv * inv;                     \
+                if (dr) dr[j] = STORE((gv * LOAD(w[j]) - nr * c) * inv);                           \
+                if (dwp) dwp[j] += gv * ROUND(nr);                                                 \
+            }                                                                                      \
+        }                                                                                          \
+    }                                                                                              \
+}
+RMSNORM_BWD(rmsnorm_backward_bf16, uint16_t, load16_bf16, round16_bf16, store16_bf16, bf16_load, bf16_store, bf16_round)
+RMSNORM_BWD(rmsnorm_backward_f32, float, load16_f32, round16_f32, store16_f32, f32_load, f32_store, f32_round)
