@@ -56,7 +56,9 @@ def _library() -> Any:
         getattr(lib, f"argmax_{dt}").argtypes = [ptr, i64, i64, i64, ptr]
         getattr(lib, f"rmsnorm_backward_{dt}").argtypes = [ptr, i64, i64, i64, ptr, i64, ptr, f32, ptr, ptr,
                                                           ctypes.c_int]
-        for name in ("rmsnorm", "rope", "argmax", "rmsnorm_backward"):
+        getattr(lib, f"swiglu_forward_{dt}").argtypes = [ptr, i64, ptr, i64, i64, i64, ptr]
+        getattr(lib, f"swiglu_backward_{dt}").argtypes = [ptr, i64, ptr, i64, ptr, i64, i64, i64, ptr, ptr]
+        for name in ("rmsnorm", "rope", "argmax", "rmsnorm_backward", "swiglu_forward", "swiglu_backward"):
             getattr(lib, f"{name}_{dt}").restype = None
     lib.mathtune_lanes = _lanes(lib)
     return lib if _probe(lib) else None
@@ -146,6 +148,48 @@ def rms_norm_backward(x: Any, weight: Any, grad: Any, eps: float, need_x: bool =
                                             None if gx is None else gx.data_ptr(),
                                             None if part is None else part.data_ptr(), threads)
     return gx, None if part is None else part.sum(0).to(weight.dtype)
+
+
+def _rows_of(*tensors: Any) -> list[Any] | None:
+    """Each tensor as [rows, n] with unit stride along n (same shape, dtype, CPU), or None."""
+    t0 = tensors[0]
+    if any(t.shape != t0.shape or t.dtype != t0.dtype or t.device.type != "cpu" for t in tensors) or t0.dim() < 1:
+        return None
+    out = [t.reshape(-1, t0.shape[-1]) if t.dim() != 2 else t for t in tensors]
+    return out if all(t.stride(-1) == 1 for t in out) else None
+
+
+def swiglu(g: Any, u: Any, lib: Any = None) -> Any | None:
+    """`silu(g) * u` (silu rounded to the dtype before the product, as PyTorch's two ops), float32
+    inside; not PyTorch's bits (another exp). None where the op does not apply."""
+    import torch
+
+    lib = lib or _library()
+    sfx = _suffix(g.dtype)
+    rows = None if lib is None or sfx is None else _rows_of(g, u)
+    if rows is None:
+        return None
+    (g2, u2), n = rows, g.shape[-1]
+    h = torch.empty(g.shape, dtype=g.dtype)
+    getattr(lib, f"swiglu_forward_{sfx}")(g2.data_ptr(), g2.stride(0), u2.data_ptr(), u2.stride(0), g2.shape[0], n,
+                                          h.data_ptr())
+    return h
+
+
+def swiglu_backward(grad: Any, g: Any, u: Any, lib: Any = None) -> tuple[Any, Any] | None:
+    """(d/dg, d/du) of `swiglu(g, u)` given its output's gradient, in float32; None where it does not apply."""
+    import torch
+
+    lib = lib or _library()
+    sfx = _suffix(g.dtype)
+    rows = None if lib is None or sfx is None else _rows_of(grad, g, u)
+    if rows is None:
+        return None
+    (d2, g2, u2), n = rows, g.shape[-1]
+    dg, du = torch.empty(g.shape, dtype=g.dtype), torch.empty(g.shape, dtype=g.dtype)
+    getattr(lib, f"swiglu_backward_{sfx}")(d2.data_ptr(), d2.stride(0), g2.data_ptr(), g2.stride(0), u2.data_ptr(),
+                                           u2.stride(0), g2.shape[0], n, dg.data_ptr(), du.data_ptr())
+    return dg, du
 
 
 def rope(x: Any, cos: Any, sin: Any, lib: Any = None) -> Any | None:

@@ -8,8 +8,10 @@ the hf backend generates (`generation/decode_ops.py`) and while mathtune trains 
 
 Replaced: the instance `forward` of each `LlamaRMSNorm` / `Qwen2RMSNorm` / `MistralRMSNorm`
 module of the model, and the module-level `apply_rotary_pos_emb` of those classes' modeling
-modules, which their attention forwards look up at call time. Both have the same source in each
-of these modules (transformers 5.24). Each new forward calls the C op (`generation/decode_ops.py`) and falls back to the original for
+modules, which their attention forwards look up at call time; for training also the instance
+`forward` of each `LlamaMLP` / `Qwen2MLP` / `MistralMLP` whose `config.hidden_act` is "silu"
+(the same projections, `silu(gate) * up` in one op). Each has the same source in each of these
+modules (transformers 5.24). Each new forward calls the C op (`generation/decode_ops.py`) and falls back to the original for
 inputs the op does not take (it returns None). Verified with transformers 5.24 and torch 2.13;
 outside those, nothing changes.
 """
@@ -25,7 +27,8 @@ from .undo import Undo
 PATCH = Patch(
     "decode-elementwise",
     "transformers: instance `forward` of Llama/Qwen2/Mistral RMSNorm modules and the modeling modules' "
-    "`apply_rotary_pos_emb`, in C while `generate` runs and while training on a CPU",
+    "`apply_rotary_pos_emb`, in C while `generate` runs and while training on a CPU; instance `forward` of "
+    "their SiLU MLP modules while training",
     {"torch": ">=2.13,<2.14", "transformers": ">=5.24,<5.25"},
 )
 
@@ -40,17 +43,34 @@ def _norm_classes() -> dict[type, Any]:
     return {getattr(mod, f"{FAMILIES[f]}RMSNorm"): mod for f, mod in mods.items()}
 
 
-def replace_elementwise(model: Any, rms_norm: Callable[..., Any], rope: Callable[..., Any]) -> Undo:
-    """Route the model's RMSNorm and rotary steps through the given ops (each returns None for
-    inputs it does not take: the original runs then). The Undo restores everything."""
+def _mlp_classes() -> tuple[type, ...]:
+    import importlib
+
+    return tuple(getattr(importlib.import_module(f"transformers.models.{f}.modeling_{f}"), f"{p}MLP")
+                 for f, p in FAMILIES.items())
+
+
+def replace_elementwise(model: Any, rms_norm: Callable[..., Any], rope: Callable[..., Any],
+                        swiglu: Callable[..., Any] | None = None) -> Undo:
+    """Route the model's RMSNorm and rotary steps (and, given `swiglu`, the `silu(gate) * up` of
+    each MLP whose activation is SiLU) through the given ops (each returns None for inputs it does
+    not take: the original runs then). The Undo restores everything."""
     undo = Undo(PATCH.name)
     if not PATCH.supported():
         return undo
     norms = _norm_classes()
+    mlps = _mlp_classes() if swiglu is not None else ()
     modules = set()
     for m in model.modules():
         if "forward" in vars(m):
             continue  # somebody else's instance forward: left alone
+        if type(m) in mlps and getattr(m.config, "hidden_act", None) == "silu":
+            def mlp_forward(x: Any, _m: Any = m) -> Any:  # LlamaMLP.forward with the gate's product in one op
+                g, u = _m.gate_proj(x), _m.up_proj(x)
+                h = swiglu(g, u)
+                return _m.down_proj(_m.act_fn(g) * u if h is None else h)
+            undo.set_attr(m, "forward", mlp_forward)
+            undo.targets += 1
         if type(m) in norms:
             def norm_forward(x: Any, _m: Any = m) -> Any:
                 out = rms_norm(x, _m.weight, _m.variance_epsilon)

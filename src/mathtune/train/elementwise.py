@@ -1,4 +1,4 @@
-"""RMSNorm and the rotary embedding of a training step: the C forward ops, with their backward.
+"""RMSNorm, the rotary embedding and the MLP's SwiGLU of a training step: C ops, with their backward.
 
 transformers' Llama-family RMSNorm is 8 PyTorch ops (a float32 copy of x, square, mean, add,
 rsqrt, product, the copy back, the weight's product) whose autograd keeps the float32 copy and
@@ -18,6 +18,11 @@ functions, so a training step uses them too:
   g cos + rotate_half^T(g sin) = `rope(g, cos, -sin)` when sin's two halves are equal, which they
   are for every rotary embedding transformers builds (emb = cat(freqs, freqs)); calls where they
   are not run transformers' function.
+
+- `SwiGLU` (`silu(g) * up` in each Llama-family MLP whose activation is SiLU): one C pass forward
+  and one backward (`decode_ops.swiglu`, float32 inside; silu rounded to the dtype before the
+  product as PyTorch's two ops round it, but another exp, so not PyTorch's bits), keeping g and
+  u only (autograd keeps silu(g) as well).
 
 On the AMX Xeon (2 cores), forward + backward of one SFT batch of SmolLM2-135M (1,159 tokens,
 bf16 under autocast, LoRA on all linear layers), one process, patch off and on in turn, best of 3
@@ -83,7 +88,23 @@ def _functions() -> tuple[Any, Any]:
                 gx = grad * cos[:, None] + torch.cat((u[..., half:], -u[..., :half]), dim=-1)
             return gx, None, None, None
 
-    return RMSNorm, Rotary
+    class SwiGLU(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, g, u, out):  # type: ignore[override]
+            ctx.save_for_backward(g, u)
+            return out
+
+        @staticmethod
+        def backward(ctx, grad):  # type: ignore[override]
+            g, u = ctx.saved_tensors
+            fast = decode_ops.swiglu_backward(grad.to(g.dtype), g, u)
+            if fast is None:  # a layout the C op does not take: autograd through PyTorch's ops
+                with torch.enable_grad():
+                    g2, u2 = g.detach().requires_grad_(), u.detach().requires_grad_()
+                    fast = torch.autograd.grad(torch.nn.functional.silu(g2) * u2, (g2, u2), grad)
+            return fast[0], fast[1], None
+
+    return RMSNorm, Rotary, SwiGLU
 
 
 def rms_norm(x: Any, weight: Any, eps: float) -> Any | None:
@@ -116,11 +137,20 @@ def rope(x: Any, cos: Any, sin: Any) -> Any | None:
     return _functions()[1].apply(x, cos, sin, out)
 
 
-def elementwise_for_training(model: Any) -> Undo:
-    """The model's RMSNorm modules and rotary function through `rms_norm` / `rope` (the
-    `decode-elementwise` patch); the Undo is empty where the C ops are unavailable."""
+def swiglu(g: Any, u: Any) -> Any | None:
+    """`silu(g) * u` through the C op, differentiable; None where it declines."""
+    out = decode_ops.swiglu(g, u)
+    if out is None or not (g.requires_grad or u.requires_grad):
+        return out
+    return _functions()[2].apply(g, u, out)
+
+
+def elementwise_for_training(model: Any, mlp: bool = True) -> Undo:
+    """The model's RMSNorm modules, rotary function and (with `mlp`) SiLU-gated MLPs through
+    `rms_norm` / `rope` / `swiglu` (the `decode-elementwise` patch); the Undo is empty where the
+    C ops are unavailable."""
     from ..patches.elementwise import PATCH, replace_elementwise
 
     if not decode_ops.available():
         return Undo(PATCH.name)
-    return replace_elementwise(model, rms_norm, rope)
+    return replace_elementwise(model, rms_norm, rope, swiglu if mlp else None)

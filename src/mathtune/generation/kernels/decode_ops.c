@@ -12,6 +12,10 @@
 #include <string.h>
 
 #include "bf16.h"
+#include "vexp.h"
+#ifdef __AVX512F__
+#include <immintrin.h>
+#endif
 
 static inline float bf16_round(float f) { return bf16_load(bf16_store(f)); }
 static inline float f32_load(float x) { return x; }
@@ -203,6 +207,11 @@ static inline vf16 round16_bf16(vf16 v) {
 }
 static inline vf16 round16_f32(vf16 v) { return v; }
 static inline void store16_bf16(uint16_t *p, vf16 v) { /* bf16_store lane by lane, NaN to 0x7FC0 included */
+#if defined(__AVX512BF16__) && defined(__AVX512VL__)
+    /* one VCVTNEPS2BF16 (the same rounding; a NaN stays a NaN with its own payload) */
+    _mm256_storeu_si256((__m256i *)p, (__m256i)_mm512_cvtneps_pbh((__m512)v));
+    return;
+#endif
     const vi16 nan = v != v;
     const vu32 u = ((vu32)round16_bf16(v) & ~(vu32)nan) | (0x7FC00000u & (vu32)nan);
     const vu16 h = __builtin_convertvector(u >> 16, vu16);
@@ -261,3 +270,86 @@ void NAME(const T *x, int64_t rows, int64_t n, int64_t xs, const T *g, int64_t g
 }
 RMSNORM_BWD(rmsnorm_backward_bf16, uint16_t, load16_bf16, round16_bf16, store16_bf16, bf16_load, bf16_store, bf16_round)
 RMSNORM_BWD(rmsnorm_backward_f32, float, load16_f32, round16_f32, store16_f32, f32_load, f32_store, f32_round)
+
+/* SwiGLU of a training step's MLP (`train/elementwise.py`): h = silu(g) u and its backward, for
+ * g and u [rows, n] (row strides gs, us; unit along n), h, dg and du contiguous, x's dtype.
+ * silu(g) = g s, s = 1 / (1 + e^-g) (from e^-|g| for either sign: no overflow); the forward
+ * rounds silu(g) to the dtype before the product, as PyTorch's two ops do. Backward from dh:
+ * du = dh silu(g), dg = dh u s (1 + g (1 - s)), in float32 (not PyTorch's bits: its exp is
+ * another polynomial). One pass instead of PyTorch's silu and product (forward) and two products
+ * and silu's backward (backward), and nothing kept but g and u. */
+#ifdef __AVX512F__
+/* With AVX-512: 2^f by a degree-5 polynomial on explicit FMAs (this file is built without FMA
+ * contraction), the exponent by VSCALEFPS, the reciprocal by VRCP14PS and one Newton step
+ * (relative error ~1e-7 against the division's 0.5 ulp): 2.2x fewer instructions a vector than the
+ * generic path below, which made the op slower than PyTorch's silu and product. */
+static inline vf sigmoid16(vf xv) {
+    const __m512 x = (__m512)xv, one = _mm512_set1_ps(1.f);
+    const __m512 a = _mm512_abs_ps(x);
+    const __m512 t = _mm512_max_ps(_mm512_mul_ps(a, _mm512_set1_ps(-1.44269504089f)), _mm512_set1_ps(-126.f));
+    const __m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m512 f = _mm512_sub_ps(t, n); /* [-0.5, 0.5] */
+    __m512 p = _mm512_set1_ps(1.3333558e-3f);
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.6181291e-3f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.5504109e-2f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.4022651e-1f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.9314718e-1f));
+    p = _mm512_fmadd_ps(p, f, one);
+    const __m512 e = _mm512_scalef_ps(p, n); /* e^-|x| */
+    const __m512 d = _mm512_add_ps(one, e);
+    __m512 r = _mm512_rcp14_ps(d);
+    r = _mm512_mul_ps(r, _mm512_fnmadd_ps(d, r, _mm512_set1_ps(2.f))); /* Newton: r (2 - d r) */
+    const __mmask16 neg = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_LT_OQ);
+    return (vf)_mm512_mask_mul_ps(r, neg, r, e); /* 1 / (1 + e^-x), or e^x / (1 + e^x) below 0 */
+}
+#else
+static inline vf sigmoid16(vf x) {
+    const vi neg = x < 0.f;
+    const vf e = vexp_neg(vsel(neg, x, -x)); /* e^-|x| */
+    const vf one = vset(1.f);
+    return vsel(neg, e, one) / (one + e);
+}
+#endif
+static inline float sigmoid1(float x) {
+    const float e = expf(x < 0.f ? x : -x);
+    return (x < 0.f ? e : 1.f) / (1.f + e);
+}
+
+#define SWIGLU(FWD, BWD, T, VLOAD, VROUND, VSTORE, LOAD, STORE, ROUND)                             \
+void FWD(const T *g, int64_t gs, const T *u, int64_t us, int64_t rows, int64_t n, T *h) {        \
+    const int64_t nv = n / 16 * 16;                                                                \
+    _Pragma("omp parallel for schedule(static) if (rows * n >= PARALLEL_MIN)")                     \
+    for (int64_t r = 0; r < rows; r++) {                                                           \
+        const T *gr = g + r * gs, *ur = u + r * us;                                                \
+        T *hr = h + r * n;                                                                         \
+        for (int64_t j = 0; j < nv; j += 16) {                                                     \
+            const vf gv = VLOAD(gr + j);                                                           \
+            VSTORE(hr + j, VROUND(gv * sigmoid16(gv)) * VLOAD(ur + j));                            \
+        }                                                                                          \
+        for (int64_t j = nv; j < n; j++) {                                                         \
+            const float gv = LOAD(gr[j]);                                                          \
+            hr[j] = STORE(ROUND(gv * sigmoid1(gv)) * LOAD(ur[j]));                                 \
+        }                                                                                          \
+    }                                                                                              \
+}                                                                                                  \
+void BWD(const T *dh, int64_t hs, const T *g, int64_t gs, const T *u, int64_t us,                \
+                     int64_t rows, int64_t n, T *dg, T *du) {                                      \
+    const int64_t nv = n / 16 * 16;                                                                \
+    _Pragma("omp parallel for schedule(static) if (rows * n >= PARALLEL_MIN)")                     \
+    for (int64_t r = 0; r < rows; r++) {                                                           \
+        const T *dr = dh + r * hs, *gr = g + r * gs, *ur = u + r * us;                             \
+        T *dgr = dg + r * n, *dur = du + r * n;                                                    \
+        for (int64_t j = 0; j < nv; j += 16) {                                                     \
+            const vf gv = VLOAD(gr + j), dv = VLOAD(dr + j), s = sigmoid16(gv);                    \
+            VSTORE(dur + j, dv * VROUND(gv * s));                                                  \
+            VSTORE(dgr + j, dv * VLOAD(ur + j) * s * (1.f + gv * (1.f - s)));                      \
+        }                                                                                          \
+        for (int64_t j = nv; j < n; j++) {                                                         \
+            const float gv = LOAD(gr[j]), dv = LOAD(dr[j]), s = sigmoid1(gv);                      \
+            dur[j] = STORE(dv * ROUND(gv * s));                                                    \
+            dgr[j] = STORE(dv * LOAD(ur[j]) * s * (1.f + gv * (1.f - s)));                         \
+        }                                                                                          \
+    }                                                                                              \
+}
+SWIGLU(swiglu_forward_bf16, swiglu_backward_bf16, uint16_t, load16_bf16, round16_bf16, store16_bf16, bf16_load, bf16_store, bf16_round)
+SWIGLU(swiglu_forward_f32, swiglu_backward_f32, float, load16_f32, round16_f32, store16_f32, f32_load, f32_store, f32_round)
