@@ -31,7 +31,8 @@ Patches (name: verified with; what it changes; how to undo):
 - `decode-elementwise` (`elementwise.py`): torch >=2.13,<2.14, transformers >=5.24,<5.25. Instance
   `forward` of Llama/Qwen2/Mistral RMSNorm modules, and those modeling modules'
   `apply_rotary_pos_emb`, run in C while `generate` runs (`generation/decode_ops.py`) and, with
-  their backward, while training on a CPU (`train/elementwise.py`). Undo: `elementwise_in_c`
+  their backward, while training on a CPU (`train/elementwise.py`, which also replaces the instance
+  `forward` of their SiLU MLP modules: `silu(gate) * up` in one C op). Undo: `elementwise_in_c`
   undoes on exit; the Undo `elementwise_for_training(model)` returns (instances without an
   instance forward, the functions back).
 - `decode-block-attention` (`attention.py`): transformers >=5.24,<5.25, torch >=2.13,<2.14.

@@ -18,7 +18,6 @@ functions, so a training step uses them too:
   g cos + rotate_half^T(g sin) = `rope(g, cos, -sin)` when sin's two halves are equal, which they
   are for every rotary embedding transformers builds (emb = cat(freqs, freqs)); calls where they
   are not run transformers' function.
-
 - `SwiGLU` (`silu(g) * up` in each Llama-family MLP whose activation is SiLU): one C pass forward
   and one backward (`decode_ops.swiglu`, float32 inside; silu rounded to the dtype before the
   product as PyTorch's two ops round it, but another exp, so not PyTorch's bits), keeping g and
@@ -26,7 +25,8 @@ functions, so a training step uses them too:
 
 On the AMX Xeon (2 cores), forward + backward of one SFT batch of SmolLM2-135M (1,159 tokens,
 bf16 under autocast, LoRA on all linear layers), one process, patch off and on in turn, best of 3
-steps x 4 rounds: 2.459 -> 2.171 s (1.13x); the loss has the same bits. `elementwise_for_training(model)`
+steps x 4 rounds: 2.459 -> 2.171 s (1.13x); the loss has the same bits (with the norms and the
+rotary function; the SwiGLU's exp moves it in the last bits). `elementwise_for_training(model)`
 installs them through the `decode-elementwise` patch (`patches/elementwise.py`); off with
 `MATHTUNE_DECODE_KERNEL=0` or without a compiler, like the decode ops.
 """
@@ -41,7 +41,7 @@ from ..patches.undo import Undo
 
 
 @functools.cache
-def _functions() -> tuple[Any, Any]:
+def _functions() -> tuple[Any, Any, Any]:
     import torch
 
     # Both take the C op's output as `out` (computed by the caller, which needs to know whether the
