@@ -12,7 +12,7 @@ functions, so a training step uses them too:
   (the product with the weight is taken on n rounded to x's dtype, as transformers does; that
   rounding passes the gradient straight through, as autograd's does). That backward is one C
   pass too (`decode_ops.rms_norm_backward`, float32, per-thread partial sums for dw; PyTorch's
-  ops where it declines): [1317, 576] bf16 7.0 -> 0.38 ms, and in a profiled SFT run (AMX Xeon,
+  ops where it declines): [1317, 576] bf16 7.0 -> 0.38 ms (0.29 with VCVTNEPS2BF16 stores), and in a profiled SFT run (AMX Xeon,
   4 steps) the norms' backward 272 -> 74 ms of 5.3 s.
 - `Rotary` is linear in x: y = x cos + rotate_half(x) sin, whose adjoint is
   g cos + rotate_half^T(g sin) = `rope(g, cos, -sin)` when sin's two halves are equal, which they
