@@ -19,13 +19,13 @@ subprocess (so its RSS high-water mark is its own):
          dropout, the dtype the product picks on this CPU (bf16 where it is fast), no gradient
          checkpointing): what users get
   c32    the same forced to fp32 (run by default when the product picks another dtype)
+  cpk    the same with trainer.packing=true (4 packed 1024-token rows a step; not run by default)
+  cgc    the same with trainer.gradient_checkpointing=true (memory vs time; not run by default)
 
 Arm c runs first and again after the baselines (default order c, a, b, b32, c, c32), and its
 slower run is the one compared: some shared machines slow down during a run (an AMX Xeon's bf16
 GEMMs fell from ~2,300 to ~1,100 GFLOP/s under the arms' sustained load, and c/a read 6.8x with c
 last against 10.4x with c first), so one run of c would favour whichever part of the run it fell in.
-  cpk    the same with trainer.packing=true (4 packed 1024-token rows a step; not run by default)
-  cgc    the same with trainer.gradient_checkpointing=true (memory vs time; not run by default)
 
 Measured: loss-bearing tokens/s (labels != -100 after the shift, counted on the real batches
 each arm's collator produced; the first step is warm-up and excluded when more than one step

@@ -123,6 +123,16 @@ def rms_norm(x: Any, weight: Any, eps: float, lib: Any = None) -> Any | None:
     return out
 
 
+def _rows_of(*tensors: Any) -> list[Any] | None:
+    """Each tensor as [rows, n] with unit stride along n (same shape, dtype, CPU), or None (the inputs
+    are only read, so a reshape that has to copy is fine)."""
+    t0 = tensors[0]
+    if any(t.shape != t0.shape or t.dtype != t0.dtype or t.device.type != "cpu" for t in tensors) or t0.dim() < 1:
+        return None
+    out = [t.reshape(-1, t0.shape[-1]) if t.dim() != 2 else t for t in tensors]
+    return out if all(t.stride(-1) == 1 for t in out) else None
+
+
 def rms_norm_backward(x: Any, weight: Any, grad: Any, eps: float, need_x: bool = True,
                       need_weight: bool = True, lib: Any = None) -> tuple[Any, Any] | None:
     """The gradients (for x, for the weight; None where not needed) of `rms_norm(x, weight, eps)`
@@ -133,13 +143,10 @@ def rms_norm_backward(x: Any, weight: Any, grad: Any, eps: float, need_x: bool =
     lib = lib or _library()
     sfx = _suffix(x.dtype)
     n = x.shape[-1]
-    if (lib is None or sfx is None or grad.dtype != x.dtype or weight.dtype != x.dtype or grad.shape != x.shape
-            or x.device.type != "cpu" or grad.device.type != "cpu" or weight.shape != (n,) or x.dim() < 2
-            or not weight.is_contiguous() or x.stride(-1) != 1 or grad.stride(-1) != 1):
+    pair = None if lib is None or sfx is None else _rows_of(x, grad)
+    if pair is None or weight.dtype != x.dtype or weight.shape != (n,) or not weight.is_contiguous():
         return None
-    rows, g = x.reshape(-1, n), grad.reshape(-1, n)
-    if rows.stride(-1) != 1 or g.stride(-1) != 1:
-        return None
+    rows, g = pair
     threads = torch.get_num_threads()
     gx = torch.empty(x.shape, dtype=x.dtype) if need_x else None
     part = torch.empty((threads, n), dtype=torch.float32) if need_weight else None
@@ -148,15 +155,6 @@ def rms_norm_backward(x: Any, weight: Any, grad: Any, eps: float, need_x: bool =
                                             None if gx is None else gx.data_ptr(),
                                             None if part is None else part.data_ptr(), threads)
     return gx, None if part is None else part.sum(0).to(weight.dtype)
-
-
-def _rows_of(*tensors: Any) -> list[Any] | None:
-    """Each tensor as [rows, n] with unit stride along n (same shape, dtype, CPU), or None."""
-    t0 = tensors[0]
-    if any(t.shape != t0.shape or t.dtype != t0.dtype or t.device.type != "cpu" for t in tensors) or t0.dim() < 1:
-        return None
-    out = [t.reshape(-1, t0.shape[-1]) if t.dim() != 2 else t for t in tensors]
-    return out if all(t.stride(-1) == 1 for t in out) else None
 
 
 def swiglu(g: Any, u: Any, lib: Any = None) -> Any | None:

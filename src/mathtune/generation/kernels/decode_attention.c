@@ -101,24 +101,9 @@ GENERIC_TASK(float, f32_load, f32_store)
  * queries, each key and value row, and the outputs live in 16-lane vector registers (GCC vector
  * extensions, fully unrolled at these constant sizes), so each K and V row is loaded and
  * converted once for all G queries and the accumulators never go through memory. */
-typedef float vf __attribute__((vector_size(64)));
-typedef uint16_t vh __attribute__((vector_size(32)));
-typedef uint32_t vu __attribute__((vector_size(64)));
+#include "vec16.h" /* vf, vload_bf16, vload_f32 */
 
-static inline vf vload_bf16(const uint16_t *p) {
-    vh h;
-    memcpy(&h, p, sizeof h);
-    vu u = __builtin_convertvector(h, vu) << 16;
-    vf f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
-static inline vf vload_f32(const float *p) {
-    vf f;
-    memcpy(&f, p, sizeof f);
-    return f;
-}
-static inline float hsum(vf v) {
+static inline float hsum(vf v) { /* lanes in order (not vsum's tree): the sums of the kernel as measured */
     float s = 0.f;
     for (int l = 0; l < 16; l++) s += v[l];
     return s;

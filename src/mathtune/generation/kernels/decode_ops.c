@@ -12,10 +12,7 @@
 #include <string.h>
 
 #include "bf16.h"
-#include "vexp.h"
-#ifdef __AVX512F__
-#include <immintrin.h>
-#endif
+#include "vec16.h"
 
 static inline float bf16_round(float f) { return bf16_load(bf16_store(f)); }
 static inline float f32_load(float x) { return x; }
@@ -133,37 +130,20 @@ ROPE(rope_f32, float, f32_load, f32_store, f32_round)
  * row's maximum the smallest block * 16 + lane is its first position; the tail after the last
  * full block is scanned after them. A row holding a NaN (PyTorch returns the NaN's index) gives
  * -1: the caller then uses PyTorch for the whole call. */
-typedef float vf16 __attribute__((vector_size(64)));
-typedef int32_t vi16 __attribute__((vector_size(64)));
-typedef uint16_t vu16 __attribute__((vector_size(32)));
-typedef uint32_t vu32 __attribute__((vector_size(64)));
-
-static inline vf16 argmax_load_f32(const float *x) {
-    vf16 v;
-    memcpy(&v, x, sizeof v);
-    return v;
-}
-
-static inline vf16 argmax_load_bf16(const uint16_t *x) {
-    vu16 h;
-    memcpy(&h, x, sizeof h);
-    return (vf16)(__builtin_convertvector(h, vu32) << 16);
-}
-
 #define ARGMAX(NAME, T, VLOAD, LOAD)                                                               \
 void NAME(const T *x, int64_t rows, int64_t n, int64_t xs, int64_t *out) {                         \
     _Pragma("omp parallel for schedule(static) if (rows * n >= PARALLEL_MIN)")                     \
     for (int64_t r = 0; r < rows; r++) {                                                           \
         const T *row = x + r * xs;                                                                 \
         const int64_t blocks = n / 16;                                                             \
-        vf16 best = (vf16){0} - __builtin_inff();                                                  \
-        vi16 at = {0}, nan = {0};                                                                  \
+        vf best = (vf){0} - __builtin_inff();                                                  \
+        vi at = {0}, nan = {0};                                                                  \
         for (int64_t b = 0; b < blocks; b++) {                                                     \
-            const vf16 v = VLOAD(row + 16 * b);                                                    \
-            const vi16 gt = v > best;                                                              \
+            const vf v = VLOAD(row + 16 * b);                                                    \
+            const vi gt = v > best;                                                              \
             nan |= v != v;                                                                         \
-            best = (vf16)(((vi16)v & gt) | ((vi16)best & ~gt));                                    \
-            at = (((vi16){0} + (int32_t)b) & gt) | (at & ~gt);                                     \
+            best = (vf)(((vi)v & gt) | ((vi)best & ~gt));                                    \
+            at = (((vi){0} + (int32_t)b) & gt) | (at & ~gt);                                     \
         }                                                                                          \
         float mx = -__builtin_inff();                                                              \
         int64_t pos = -1, isnan = 0;                                                               \
@@ -183,8 +163,8 @@ void NAME(const T *x, int64_t rows, int64_t n, int64_t xs, int64_t *out) {      
         out[r] = isnan ? -1 : pos;                                                                 \
     }                                                                                              \
 }
-ARGMAX(argmax_bf16, uint16_t, argmax_load_bf16, bf16_load)
-ARGMAX(argmax_f32, float, argmax_load_f32, f32_load)
+ARGMAX(argmax_bf16, uint16_t, vload_bf16, bf16_load)
+ARGMAX(argmax_f32, float, vload_f32, f32_load)
 
 /* RMSNorm's backward for training (`train/elementwise.py`): for each row of x [rows, n] (row
  * stride xs) and its output's gradient g (row stride gs), with r = 1 / sqrt(mean(x^2) + eps),
@@ -193,31 +173,24 @@ ARGMAX(argmax_f32, float, argmax_load_f32, f32_load)
  * it) into the float32 dw_part [nt, n] where it is given, one row of partial sums for each of
  * the nt threads (the caller adds them). Everything in float32, 16 lanes at a time; not PyTorch's summation
  * order (the backward has no bits to match: autograd's own differs by the same few ulps). */
-static inline vf16 load16_bf16(const uint16_t *x) { return argmax_load_bf16(x); }
-static inline vf16 load16_f32(const float *x) { return argmax_load_f32(x); }
-static inline float hsum16(vf16 v) {
-    float s = 0.f;
-    for (int l = 0; l < 16; l++) s += v[l];
-    return s;
-}
-static inline vf16 round16_bf16(vf16 v) {
-    vu32 u = (vu32)v;
+static inline vf round16_bf16(vf v) {
+    vu u = (vu)v;
     u = (u + 0x7FFF + ((u >> 16) & 1)) & 0xFFFF0000u; /* to nearest even, as bf16_store (no NaN here) */
-    return (vf16)u;
+    return (vf)u;
 }
-static inline vf16 round16_f32(vf16 v) { return v; }
-static inline void store16_bf16(uint16_t *p, vf16 v) { /* bf16_store lane by lane, NaN to 0x7FC0 included */
+static inline vf round16_f32(vf v) { return v; }
+static inline void store16_bf16(uint16_t *p, vf v) { /* bf16_store lane by lane, NaN to 0x7FC0 included */
 #if defined(__AVX512BF16__) && defined(__AVX512VL__)
     /* one VCVTNEPS2BF16 (the same rounding; a NaN stays a NaN with its own payload) */
     _mm256_storeu_si256((__m256i *)p, (__m256i)_mm512_cvtneps_pbh((__m512)v));
-    return;
-#endif
-    const vi16 nan = v != v;
-    const vu32 u = ((vu32)round16_bf16(v) & ~(vu32)nan) | (0x7FC00000u & (vu32)nan);
-    const vu16 h = __builtin_convertvector(u >> 16, vu16);
+#else
+    const vi nan = v != v;
+    const vu u = ((vu)round16_bf16(v) & ~(vu)nan) | (0x7FC00000u & (vu)nan);
+    const vh h = __builtin_convertvector(u >> 16, vh);
     memcpy(p, &h, sizeof h);
+#endif
 }
-static inline void store16_f32(float *p, vf16 v) { memcpy(p, &v, sizeof v); }
+static inline void store16_f32(float *p, vf v) { memcpy(p, &v, sizeof v); }
 
 #define RMSNORM_BWD(NAME, T, VLOAD, VROUND, VSTORE, LOAD, STORE, ROUND)                                  \
 void NAME(const T *x, int64_t rows, int64_t n, int64_t xs, const T *g, int64_t gs, const T *w,     \
@@ -230,10 +203,10 @@ void NAME(const T *x, int64_t rows, int64_t n, int64_t xs, const T *g, int64_t g
         _Pragma("omp for schedule(static)")                                                        \
         for (int64_t r = 0; r < rows; r++) {                                                       \
             const T *xr = x + r * xs, *gr = g + r * gs;                                            \
-            vf16 ss = {0}, dot = {0};                                                              \
+            vf ss = {0}, dot = {0};                                                              \
             float sst = 0.f, dott = 0.f;                                                           \
             for (int64_t j = 0; j < nv; j += 16) {                                                 \
-                const vf16 xv = VLOAD(xr + j);                                                     \
+                const vf xv = VLOAD(xr + j);                                                     \
                 ss += xv * xv;                                                                     \
                 dot += VLOAD(gr + j) * VLOAD(w + j) * xv;                                          \
             }                                                                                      \
@@ -242,19 +215,19 @@ void NAME(const T *x, int64_t rows, int64_t n, int64_t xs, const T *g, int64_t g
                 sst += xv * xv;                                                                    \
                 dott += LOAD(gr[j]) * LOAD(w[j]) * xv;                                             \
             }                                                                                      \
-            const float inv = 1.f / sqrtf((hsum16(ss) + sst) / (float)n + eps);                    \
+            const float inv = 1.f / sqrtf((vsum(ss) + sst) / (float)n + eps);                    \
             /* mean(g' nr) = r mean(g' x) */                                                       \
-            const float c = (hsum16(dot) + dott) * inv / (float)n;                                 \
+            const float c = (vsum(dot) + dott) * inv / (float)n;                                 \
             T *dr = dx ? dx + r * n : 0;                                                           \
             for (int64_t j = 0; j < nv; j += 16) {                                                 \
-                const vf16 xv = VLOAD(xr + j), gv = VLOAD(gr + j);                                 \
-                const vf16 nr = xv * inv;                                                          \
+                const vf xv = VLOAD(xr + j), gv = VLOAD(gr + j);                                 \
+                const vf nr = xv * inv;                                                          \
                 if (dr) {                                                                          \
-                    const vf16 d = (gv * VLOAD(w + j) - nr * c) * inv;                             \
+                    const vf d = (gv * VLOAD(w + j) - nr * c) * inv;                             \
                     VSTORE(dr + j, d);                                                             \
                 }                                                                                  \
                 if (dwp) {                                                                         \
-                    vf16 acc;                                                                      \
+                    vf acc;                                                                      \
                     memcpy(&acc, dwp + j, sizeof acc);                                             \
                     acc += gv * VROUND(nr);                                                        \
                     memcpy(dwp + j, &acc, sizeof acc);                                             \
@@ -268,8 +241,8 @@ void NAME(const T *x, int64_t rows, int64_t n, int64_t xs, const T *g, int64_t g
         }                                                                                          \
     }                                                                                              \
 }
-RMSNORM_BWD(rmsnorm_backward_bf16, uint16_t, load16_bf16, round16_bf16, store16_bf16, bf16_load, bf16_store, bf16_round)
-RMSNORM_BWD(rmsnorm_backward_f32, float, load16_f32, round16_f32, store16_f32, f32_load, f32_store, f32_round)
+RMSNORM_BWD(rmsnorm_backward_bf16, uint16_t, vload_bf16, round16_bf16, store16_bf16, bf16_load, bf16_store, bf16_round)
+RMSNORM_BWD(rmsnorm_backward_f32, float, vload_f32, round16_f32, store16_f32, f32_load, f32_store, f32_round)
 
 /* SwiGLU of a training step's MLP (`train/elementwise.py`): h = silu(g) u and its backward, for
  * g and u [rows, n] (row strides gs, us; unit along n), h, dg and du contiguous, x's dtype.
@@ -351,5 +324,5 @@ void BWD(const T *dh, int64_t hs, const T *g, int64_t gs, const T *u, int64_t us
         }                                                                                          \
     }                                                                                              \
 }
-SWIGLU(swiglu_forward_bf16, swiglu_backward_bf16, uint16_t, load16_bf16, round16_bf16, store16_bf16, bf16_load, bf16_store, bf16_round)
-SWIGLU(swiglu_forward_f32, swiglu_backward_f32, float, load16_f32, round16_f32, store16_f32, f32_load, f32_store, f32_round)
+SWIGLU(swiglu_forward_bf16, swiglu_backward_bf16, uint16_t, vload_bf16, round16_bf16, store16_bf16, bf16_load, bf16_store, bf16_round)
+SWIGLU(swiglu_forward_f32, swiglu_backward_f32, float, vload_f32, round16_f32, store16_f32, f32_load, f32_store, f32_round)

@@ -17,28 +17,11 @@
 
 #include "bf16.h"
 
-#include "vexp.h"
+#include "vec16.h"
 
 #define KB 16 /* keys per tile: one vector */
 #define R 4   /* query rows per tile */
 
-#ifdef __AVX512F__
-#include <immintrin.h>
-static inline float vmax(vf v) { return _mm512_reduce_max_ps((__m512)v); } /* a shuffle tree, not 15 dependent steps */
-static inline float vsum(vf v) { return _mm512_reduce_add_ps((__m512)v); }
-#else
-static inline float vmax(vf v) {
-    float m = v[0];
-    for (int t = 1; t < KB; t++) m = v[t] > m ? v[t] : m;
-    return m;
-}
-
-static inline float vsum(vf v) {
-    float s = 0.f;
-    for (int t = 0; t < KB; t++) s += v[t];
-    return s;
-}
-#endif
 
 /* s[r] = a[r, :] . bt[:, j0 : j0 + 16] for the R rows of a (row stride D), bt [D, LP]. */
 static inline __attribute__((always_inline)) void row_tile(const float *a, const float *bt, int64_t LP, int64_t j0,
